@@ -1,0 +1,248 @@
+use super::*;
+
+fn parse(json: &str) -> Result<FilterConfig, ConfigError> {
+    FilterConfig::from_json(json.as_bytes())
+}
+
+fn error(json: &str) -> ConfigError {
+    match parse(json) {
+        Ok(_) => panic!("expected {json} to be rejected"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn empty_configuration_is_strip_only() {
+    for text in ["", "  \n", "{}"] {
+        let config = parse(text).unwrap();
+        assert_eq!(config.mode(), Mode::StripOnly);
+        assert!(config.identity.is_none() && config.token_source.is_none());
+    }
+}
+
+#[test]
+fn oauth2_proxy_preset_fills_headers() {
+    let config = parse(r#"{"identity":{"preset":"oauth2-proxy"}}"#).unwrap();
+    assert_eq!(config.mode(), Mode::MapIdentity);
+    let identity = config.identity.unwrap();
+    assert_eq!(identity.user_header, "x-forwarded-user");
+    assert_eq!(identity.groups_header.as_deref(), Some("x-forwarded-groups"));
+    assert_eq!(identity.groups_separator, ",");
+    assert_eq!(identity.uid_header, None);
+    assert_eq!(
+        identity.extras,
+        vec![ExtraMapping {
+            key: "email".into(),
+            source_header: "x-forwarded-email".into(),
+            output_header: "impersonate-extra-email".into()
+        }]
+    );
+    assert_eq!(identity.max_groups, DEFAULT_MAX_GROUPS);
+    assert!(identity.remove_identity_headers);
+    assert!(!identity.allow_system_identities);
+}
+
+#[test]
+fn explicit_fields_override_the_preset() {
+    let config = parse(
+        r#"{"identity":{"preset":"oauth2-proxy-auth-request","user_header":"X-Custom-User",
+            "groups_header":null,"extra_headers":{"Acme.com/Team":"x-team"},"uid_header":"x-uid"}}"#,
+    )
+    .unwrap();
+    let identity = config.identity.unwrap();
+    assert_eq!(identity.user_header, "x-custom-user");
+    assert_eq!(identity.groups_header, None);
+    assert_eq!(identity.uid_header.as_deref(), Some("x-uid"));
+    assert_eq!(identity.extras.len(), 1);
+    assert_eq!(identity.extras[0].key, "acme.com/team");
+    assert_eq!(identity.extras[0].output_header, "impersonate-extra-acme.com%2Fteam");
+}
+
+#[test]
+fn every_preset_parses() {
+    for name in PRESET_NAMES {
+        let config = parse(&format!(r#"{{"identity":{{"preset":"{name}"}}}}"#)).unwrap();
+        assert!(config.identity.is_some(), "{name}");
+    }
+    let authentik = parse(r#"{"identity":{"preset":"authentik"}}"#).unwrap().identity.unwrap();
+    assert_eq!(authentik.groups_separator, "|");
+    assert_eq!(authentik.uid_header.as_deref(), Some("x-authentik-uid"));
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let err = error(r#"{"identty":{}}"#);
+    assert_eq!(err.field, "identty");
+    assert!(err.message.contains("unknown field `identty`"), "{err}");
+    let err = error(r#"{"identity":{"preset":"oauth2-proxy","user_headr":"x"}}"#);
+    assert_eq!(err.field, "identity.user_headr");
+    assert!(err.message.contains("remove it or fix its spelling"), "{err}");
+    let err = error(r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"kubernetes_token_request","cluster":"c","namespace":"n","service_account":"s","audience":"x"}}"#);
+    assert!(err.to_string().contains("audience"), "{err}");
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let err = error(r#"{"identity":{"preset":"oauth2-proxy","max_groups":"many"}}"#);
+    assert_eq!(err.field, "identity.max_groups");
+    let err = error(r#"{"max_request_wait_ms":-1}"#);
+    assert_eq!(err.field, "max_request_wait_ms");
+    let err = error(r#"[1,2]"#);
+    assert!(err.to_string().starts_with("invalid plugin configuration"));
+    let err = error(r#"{} trailing"#);
+    assert!(err.message.contains("trailing"), "{err}");
+}
+
+#[test]
+fn invalid_values_are_rejected_with_their_field() {
+    let cases = [
+        (r#"{"identity":{}}"#, "identity.user_header"),
+        (r#"{"identity":{"preset":"nope"}}"#, "identity.preset"),
+        (r#"{"identity":{"user_header":"bad header"}}"#, "identity.user_header"),
+        (r#"{"identity":{"user_header":"Impersonate-User"}}"#, "identity.user_header"),
+        (r#"{"identity":{"user_header":"authorization"}}"#, "identity.user_header"),
+        (r#"{"identity":{"preset":"oauth2-proxy","groups_separator":""}}"#, "identity.groups_separator"),
+        (r#"{"identity":{"preset":"oauth2-proxy","max_groups":0}}"#, "identity.max_groups"),
+        (r#"{"identity":{"preset":"oauth2-proxy","max_groups":100000}}"#, "identity.max_groups"),
+        (r#"{"identity":{"preset":"oauth2-proxy","max_value_bytes":1}}"#, "identity.max_value_bytes"),
+        (r#"{"identity":{"preset":"oauth2-proxy","static_groups":["system:masters"]}}"#, "identity.static_groups[0]"),
+        (r#"{"identity":{"preset":"oauth2-proxy","static_groups":["ok",""]}}"#, "identity.static_groups[1]"),
+        (r#"{"identity":{"preset":"oauth2-proxy","extra_headers":{"":"x-a"}}}"#, "identity.extra_headers."),
+        (r#"{"identity":{"preset":"oauth2-proxy","extra_headers":{"a":"x-a","A":"x-b"}}}"#, "identity.extra_headers.a"),
+        (r#"{"identity":{"preset":"oauth2-proxy","uid_header":"x-forwarded-user"}}"#, "identity.uid_header"),
+        (r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"a\u0001"}}"#, "identity.user_prefix"),
+        (r#"{"trusted_peers":{}}"#, "trusted_peers"),
+        (r#"{"trusted_peers":{"source_cidrs":["10.0.0.0/40"]}}"#, "trusted_peers.source_cidrs[0]"),
+        (r#"{"trusted_peers":{"principals":[" "]}}"#, "trusted_peers.principals[0]"),
+        (r#"{"max_request_wait_ms":0}"#, "max_request_wait_ms"),
+        (r#"{"max_waiting_requests":0}"#, "max_waiting_requests"),
+    ];
+    for (json, field) in cases {
+        let err = error(json);
+        assert_eq!(err.field, field, "{json}: {err}");
+        assert!(err.to_string().contains(field), "{err}");
+    }
+}
+
+const K8S: &str = r#""type":"kubernetes_token_request","cluster":"outbound|443||kubernetes.default.svc.cluster.local","namespace":"kiali-auth","service_account":"kiali-impersonator""#;
+
+#[test]
+fn kubernetes_token_source_defaults() {
+    let config = parse(&format!(
+        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{{K8S}}}}}"#
+    ))
+    .unwrap();
+    assert_eq!(config.mode(), Mode::FullImpersonation);
+    let source = config.token_source.unwrap();
+    assert_eq!(source.authority, "kubernetes.default.svc");
+    assert_eq!(source.timeout, Duration::from_millis(2000));
+    assert_eq!(
+        source.kind,
+        TokenSourceKind::KubernetesTokenRequest {
+            namespace: "kiali-auth".into(),
+            service_account: "kiali-impersonator".into(),
+            audiences: vec![],
+            expiration_seconds: 600,
+            credential_env: None,
+        }
+    );
+    assert_eq!(config.max_request_wait, Duration::from_millis(5000));
+    assert!(source.cache_key().starts_with("kiali-header-auth/v1/token/"));
+}
+
+#[test]
+fn token_source_without_identity_is_refused() {
+    let err = error(&format!(r#"{{"token_source":{{{K8S}}}}}"#));
+    assert_eq!(err.field, "token_source");
+    assert!(err.message.contains("identity"), "{err}");
+}
+
+#[test]
+fn token_source_values_are_checked() {
+    let with = |extra: &str| {
+        error(&format!(
+            r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{{K8S},{extra}}}}}"#
+        ))
+    };
+    assert_eq!(with(r#""expiration_seconds":60"#).field, "token_source.expiration_seconds");
+    assert_eq!(with(r#""credential_env":"9BAD""#).field, "token_source.credential_env");
+    assert_eq!(with(r#""timeout_ms":0"#).field, "token_source.timeout_ms");
+    assert_eq!(with(r#""retry_initial_ms":5"#).field, "token_source.retry_initial_ms");
+    assert_eq!(with(r#""retry_initial_ms":1000,"retry_max_ms":500"#).field, "token_source.retry_max_ms");
+    assert_eq!(with(r#""audiences":[""]"#).field, "token_source.audiences[0]");
+    let err = error(
+        r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"kubernetes_token_request","cluster":"c","namespace":"Bad_NS","service_account":"s"}}"#,
+    );
+    assert_eq!(err.field, "token_source.namespace");
+    let err = error(
+        r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"mystery","cluster":"c"}}"#,
+    );
+    assert_eq!(err.field, "token_source.type");
+    assert!(err.message.contains("mystery"), "{err}");
+}
+
+#[test]
+fn oauth2_source_parses() {
+    let config = parse(
+        r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"oauth2_client_credentials",
+            "cluster":"idp","authority":"idp.example","token_path":"/token","client_id":"kiali",
+            "client_secret_env":"CLIENT_SECRET","scope":"","audience":"k8s"}}"#,
+    )
+    .unwrap();
+    let source = config.token_source.unwrap();
+    assert_eq!(source.type_name(), "oauth2_client_credentials");
+    assert_eq!(
+        source.kind,
+        TokenSourceKind::OAuth2ClientCredentials {
+            token_path: "/token".into(),
+            client_id: "kiali".into(),
+            client_secret_env: "CLIENT_SECRET".into(),
+            scope: None,
+            audience: Some("k8s".into()),
+        }
+    );
+    let err = error(
+        r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"oauth2_client_credentials",
+            "cluster":"idp","authority":"idp.example","token_path":"token","client_id":"kiali",
+            "client_secret_env":"S"}}"#,
+    );
+    assert_eq!(err.field, "token_source.token_path");
+}
+
+#[test]
+fn issue_example_configuration_is_valid() {
+    let config = parse(
+        r#"{
+  "identity": {
+    "preset": "oauth2-proxy",
+    "user_header": "x-forwarded-user",
+    "groups_header": "x-forwarded-groups",
+    "groups_separator": ",",
+    "uid_header": null,
+    "extra_headers": { "email": "x-forwarded-email" },
+    "user_prefix": "",
+    "group_prefix": "",
+    "static_groups": [],
+    "allow_system_identities": false,
+    "max_groups": 100,
+    "remove_identity_headers": true
+  },
+  "trusted_peers": { "principals": ["spiffe://cluster.local/ns/auth/sa/oauth2-proxy"], "source_cidrs": [] },
+  "token_source": {
+    "type": "kubernetes_token_request",
+    "cluster": "outbound|443||kubernetes.default.svc.cluster.local",
+    "authority": "kubernetes.default.svc",
+    "namespace": "kiali-auth",
+    "service_account": "kiali-impersonator",
+    "audiences": [],
+    "expiration_seconds": 600,
+    "credential_env": "TOKEN_REQUESTER_BEARER",
+    "timeout_ms": 2000
+  },
+  "max_request_wait_ms": 5000
+}"#,
+    )
+    .unwrap();
+    assert_eq!(config.mode(), Mode::FullImpersonation);
+    assert!(config.trusted_peers.is_some());
+}

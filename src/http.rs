@@ -1,0 +1,160 @@
+//! The per-request context: a thin adapter from Envoy's request to the pure planner and back.
+
+use std::rc::Rc;
+
+use log::warn;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::config::Mode;
+use crate::host::{self, REQUEST_HEADERS};
+use crate::identity;
+use crate::refusal::{Reason, Refusal};
+use crate::reply;
+use crate::root::{VmState, Waiter};
+
+pub struct RequestContext {
+    context_id: u32,
+    vm: Rc<VmState>,
+    waiting: bool,
+}
+
+impl RequestContext {
+    pub fn new(context_id: u32, vm: Rc<VmState>) -> Self {
+        RequestContext {
+            context_id,
+            vm,
+            waiting: false,
+        }
+    }
+
+    fn refuse(&self, refusal: Refusal) -> Action {
+        reply::refuse(&self.vm.metrics, &refusal);
+        Action::Pause
+    }
+
+    fn peer_is_trusted(&self) -> bool {
+        let Some(trusted) = &self.vm.config.trusted_peers else {
+            return true;
+        };
+        let principal = trusted
+            .checks_principal()
+            .then(|| host::get_property(&["source", "principal"]))
+            .flatten();
+        let address = trusted
+            .checks_address()
+            .then(|| host::get_property(&["source", "address"]))
+            .flatten();
+        trusted.admits(principal.as_deref(), address.as_deref())
+    }
+
+    fn handle_request_headers(&mut self) -> Action {
+        let vm = Rc::clone(&self.vm);
+        vm.metrics.request();
+        if !self.peer_is_trusted() {
+            return self.refuse(Refusal::new(
+                Reason::UntrustedPeer,
+                "this peer may not send identity headers: it is neither a trusted principal nor in a trusted source CIDR",
+            ));
+        }
+        let Ok(map) = host::get_header_map(REQUEST_HEADERS) else {
+            // Without the headers nothing can be stripped: fail closed.
+            return self.refuse(Refusal::new(
+                Reason::IdentityMalformed,
+                "the request headers could not be read",
+            ));
+        };
+        let pairs = map.pairs();
+        let plan = match identity::plan(&vm.config, &pairs) {
+            Ok(plan) => plan,
+            Err(refusal) => return self.refuse(refusal),
+        };
+        for name in &plan.remove {
+            if host::remove_header(REQUEST_HEADERS, name).is_err() {
+                return self.refuse(Refusal::new(
+                    Reason::IdentityMalformed,
+                    "a client-supplied header could not be removed",
+                ));
+            }
+        }
+        vm.metrics.stripped(plan.stripped_impersonation_headers);
+        for (name, value) in &plan.add {
+            if host::add_header(REQUEST_HEADERS, name.as_bytes(), value.as_bytes()).is_err() {
+                return self.refuse(Refusal::new(
+                    Reason::IdentityMalformed,
+                    "an impersonation header could not be added",
+                ));
+            }
+        }
+        if let Some(user) = &plan.user {
+            let _ = host::set_property("kiali_header_auth.user", user.as_bytes());
+        }
+        if vm.config.mode() != Mode::FullImpersonation {
+            vm.metrics.forwarded();
+            return Action::Continue;
+        }
+        let Some(runtime) = &vm.token else {
+            return self.refuse(Refusal::new(Reason::TokenUnavailable, "no token source"));
+        };
+        let now_ms = host::now_ms();
+        if let Some(authorization) = runtime.authorization(now_ms) {
+            if host::replace_header(REQUEST_HEADERS, b"authorization", authorization.as_bytes())
+                .is_err()
+            {
+                return self.refuse(Refusal::new(
+                    Reason::TokenUnavailable,
+                    "the token could not be set on the request",
+                ));
+            }
+            vm.metrics.forwarded();
+            return Action::Continue;
+        }
+        // No usable token: the client's own Authorization must not slip through while we wait.
+        let _ = host::remove_header(REQUEST_HEADERS, b"authorization");
+        let mut waiters = runtime.waiters.borrow_mut();
+        if waiters.len() >= vm.config.max_waiting_requests {
+            drop(waiters);
+            warn!(
+                "{} requests already wait for a token on this worker; refusing",
+                vm.config.max_waiting_requests
+            );
+            return self.refuse(Refusal::new(
+                Reason::TokenUnavailable,
+                "too many requests are waiting for a ServiceAccount token; retry shortly",
+            ));
+        }
+        waiters.push(Waiter {
+            context_id: self.context_id,
+            deadline_ms: now_ms + vm.config.max_request_wait.as_millis() as u64,
+        });
+        self.waiting = true;
+        vm.metrics.paused();
+        Action::Pause
+    }
+
+    fn forget_waiter(&mut self) {
+        if !self.waiting {
+            return;
+        }
+        self.waiting = false;
+        if let Some(runtime) = &self.vm.token {
+            let mut waiters = runtime.waiters.borrow_mut();
+            if let Some(index) = waiters.iter().position(|w| w.context_id == self.context_id) {
+                waiters.swap_remove(index);
+                self.vm.metrics.left_queue(false);
+            }
+        }
+    }
+}
+
+impl Context for RequestContext {}
+
+impl HttpContext for RequestContext {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.handle_request_headers()
+    }
+
+    fn on_log(&mut self) {
+        self.forget_waiter();
+    }
+}

@@ -1,0 +1,304 @@
+//! The header planner: from the request headers Envoy holds to the edits the filter makes, or a
+//! refusal. Pure: no host calls, so it is unit- and property-tested natively.
+
+use crate::config::{FilterConfig, IdentityConfig};
+use crate::refusal::{quote_for_log, Reason, Refusal};
+
+const IMPERSONATE_PREFIX: &[u8] = b"impersonate-";
+pub const IMPERSONATE_USER: &str = "impersonate-user";
+pub const IMPERSONATE_GROUP: &str = "impersonate-group";
+pub const IMPERSONATE_UID: &str = "impersonate-uid";
+
+/// One request header as Envoy hands it over: name and raw value bytes (values may hold any
+/// byte Envoy lets through, including obs-text that is not UTF-8).
+pub type Header<'h> = (&'h [u8], &'h [u8]);
+
+/// The edits for one request, in the order they must be applied: removals first.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan<'h, 'c> {
+    /// Distinct header names to remove, every copy (client `impersonate-*`, and the identity
+    /// source headers when configured).
+    pub remove: Vec<&'h [u8]>,
+    /// Headers to add, in order: user, groups (one header each), uid, extras.
+    pub add: Vec<(&'c str, String)>,
+    /// How many client-supplied `impersonate-*` header lines were found (every copy counts).
+    pub stripped_impersonation_headers: u32,
+    /// The impersonated user, for logs and access logs.
+    pub user: Option<String>,
+}
+
+pub fn is_impersonation_header(name: &[u8]) -> bool {
+    name.len() >= IMPERSONATE_PREFIX.len()
+        && name[..IMPERSONATE_PREFIX.len()].eq_ignore_ascii_case(IMPERSONATE_PREFIX)
+}
+
+/// `system:` identities (system:masters, system:admin, system:serviceaccount:...) are the keys to
+/// the cluster. Compared without regard to letter case to fail closed.
+pub fn is_system_identity(value: &str) -> bool {
+    value.len() >= 7 && value[..7].eq_ignore_ascii_case("system:")
+}
+
+pub fn plan<'h, 'c>(
+    config: &'c FilterConfig,
+    headers: &[Header<'h>],
+) -> Result<Plan<'h, 'c>, Refusal> {
+    let mut plan = Plan::default();
+    let Some(identity) = &config.identity else {
+        for (name, _) in headers {
+            if is_impersonation_header(name) {
+                plan.stripped_impersonation_headers += 1;
+                push_distinct(&mut plan.remove, name);
+            }
+        }
+        return Ok(plan);
+    };
+
+    let mut sources = Sources::default();
+    for (name, value) in headers {
+        if is_impersonation_header(name) {
+            plan.stripped_impersonation_headers += 1;
+            push_distinct(&mut plan.remove, name);
+        } else if let Some(role) = identity_role(identity, name) {
+            sources.record(role, value);
+            if identity.remove_identity_headers {
+                push_distinct(&mut plan.remove, name);
+            }
+        }
+    }
+    map_identity(identity, &sources, &mut plan)?;
+    Ok(plan)
+}
+
+#[derive(Clone, Copy)]
+enum Role {
+    User,
+    Groups,
+    Uid,
+    Extra(usize),
+}
+
+fn identity_role(identity: &IdentityConfig, name: &[u8]) -> Option<Role> {
+    if name.eq_ignore_ascii_case(identity.user_header.as_bytes()) {
+        return Some(Role::User);
+    }
+    if let Some(groups) = &identity.groups_header {
+        if name.eq_ignore_ascii_case(groups.as_bytes()) {
+            return Some(Role::Groups);
+        }
+    }
+    if let Some(uid) = &identity.uid_header {
+        if name.eq_ignore_ascii_case(uid.as_bytes()) {
+            return Some(Role::Uid);
+        }
+    }
+    identity
+        .extras
+        .iter()
+        .position(|extra| name.eq_ignore_ascii_case(extra.source_header.as_bytes()))
+        .map(Role::Extra)
+}
+
+#[derive(Default)]
+struct Sources<'h> {
+    user: Vec<&'h [u8]>,
+    groups: Vec<&'h [u8]>,
+    uid: Vec<&'h [u8]>,
+    extras: Vec<(usize, &'h [u8])>,
+}
+
+impl<'h> Sources<'h> {
+    fn record(&mut self, role: Role, value: &'h [u8]) {
+        match role {
+            Role::User => self.user.push(value),
+            Role::Groups => self.groups.push(value),
+            Role::Uid => self.uid.push(value),
+            Role::Extra(index) => self.extras.push((index, value)),
+        }
+    }
+}
+
+fn map_identity<'c>(
+    identity: &'c IdentityConfig,
+    sources: &Sources<'_>,
+    plan: &mut Plan<'_, 'c>,
+) -> Result<(), Refusal> {
+    let user_header = &identity.user_header;
+    let raw_user = match sources.user.as_slice() {
+        [] => {
+            return Err(Refusal::new(
+                Reason::IdentityMissing,
+                format!("no user identity: the {user_header} header is missing"),
+            ))
+        }
+        [one] => *one,
+        many => {
+            return Err(Refusal::new(
+                Reason::IdentityMalformed,
+                format!(
+                    "the {user_header} header appears {} times; exactly one user is allowed",
+                    many.len()
+                ),
+            ))
+        }
+    };
+    let user = clean_value(identity, user_header, raw_user)?;
+    if user.is_empty() {
+        return Err(Refusal::new(
+            Reason::IdentityMissing,
+            format!("no user identity: the {user_header} header is empty"),
+        ));
+    }
+    let user = format!("{}{}", identity.user_prefix, user);
+    if !identity.allow_system_identities && is_system_identity(&user) {
+        return Err(Refusal::new(
+            Reason::IdentityForbidden,
+            format!(
+                "user {} is a Kubernetes system identity and cannot be impersonated",
+                quote_for_log(user.as_bytes())
+            ),
+        ));
+    }
+    plan.add.push((IMPERSONATE_USER, user.clone()));
+    plan.user = Some(user);
+
+    let mut groups: Vec<String> = Vec::new();
+    if let Some(groups_header) = &identity.groups_header {
+        for raw in &sources.groups {
+            let text = clean_list(identity, groups_header, raw)?;
+            for item in text.split(identity.groups_separator.as_str()) {
+                let item = item.trim();
+                if item.is_empty() {
+                    continue;
+                }
+                check_length(identity, groups_header, item.as_bytes())?;
+                let group = format!("{}{}", identity.group_prefix, item);
+                if groups.contains(&group) {
+                    continue;
+                }
+                if groups.len() == identity.max_groups {
+                    return Err(Refusal::new(
+                        Reason::IdentityMalformed,
+                        format!(
+                            "the {groups_header} header lists more than {} groups",
+                            identity.max_groups
+                        ),
+                    ));
+                }
+                if !identity.allow_system_identities && is_system_identity(&group) {
+                    return Err(Refusal::new(
+                        Reason::IdentityForbidden,
+                        format!(
+                            "group {} is a Kubernetes system group and cannot be impersonated",
+                            quote_for_log(group.as_bytes())
+                        ),
+                    ));
+                }
+                groups.push(group);
+            }
+        }
+    }
+    for group in &identity.static_groups {
+        if !groups.contains(group) {
+            groups.push(group.clone());
+        }
+    }
+    plan.add
+        .extend(groups.into_iter().map(|group| (IMPERSONATE_GROUP, group)));
+
+    if let Some(uid_header) = &identity.uid_header {
+        match sources.uid.as_slice() {
+            [] => {}
+            [one] => {
+                let uid = clean_value(identity, uid_header, one)?;
+                if !uid.is_empty() {
+                    plan.add.push((IMPERSONATE_UID, uid.to_string()));
+                }
+            }
+            many => {
+                return Err(Refusal::new(
+                    Reason::IdentityMalformed,
+                    format!(
+                        "the {uid_header} header appears {} times; exactly one uid is allowed",
+                        many.len()
+                    ),
+                ))
+            }
+        }
+    }
+
+    for (index, raw) in &sources.extras {
+        let Some(extra) = identity.extras.get(*index) else {
+            continue;
+        };
+        let value = clean_value(identity, &extra.source_header, raw)?;
+        if !value.is_empty() {
+            plan.add
+                .push((extra.output_header.as_str(), value.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// A single identity value: UTF-8, no control characters, trimmed, within the length limit.
+fn clean_value<'v>(
+    identity: &IdentityConfig,
+    header: &str,
+    raw: &'v [u8],
+) -> Result<&'v str, Refusal> {
+    let text = clean_list(identity, header, raw)?;
+    check_length(identity, header, text.as_bytes())?;
+    Ok(text)
+}
+
+/// A header that may hold a list: UTF-8 and no control characters; its length is bounded by
+/// `max_groups` items of `max_value_bytes` each.
+fn clean_list<'v>(
+    identity: &IdentityConfig,
+    header: &str,
+    raw: &'v [u8],
+) -> Result<&'v str, Refusal> {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!("the {header} header is not valid UTF-8"),
+        ));
+    };
+    if text.chars().any(char::is_control) {
+        return Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!("the {header} header contains control characters"),
+        ));
+    }
+    let list_limit = identity
+        .max_groups
+        .saturating_mul(identity.max_value_bytes + identity.groups_separator.len() + 2);
+    if text.len() > list_limit {
+        return Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!("the {header} header is longer than {list_limit} bytes"),
+        ));
+    }
+    Ok(text.trim())
+}
+
+fn check_length(identity: &IdentityConfig, header: &str, value: &[u8]) -> Result<(), Refusal> {
+    if value.len() > identity.max_value_bytes {
+        return Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!(
+                "a value in the {header} header is longer than {} bytes",
+                identity.max_value_bytes
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn push_distinct<'h>(names: &mut Vec<&'h [u8]>, name: &'h [u8]) {
+    if !names.iter().any(|seen| seen.eq_ignore_ascii_case(name)) {
+        names.push(name);
+    }
+}
+
+#[cfg(test)]
+mod tests;

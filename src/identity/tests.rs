@@ -1,0 +1,243 @@
+use super::*;
+use crate::config::FilterConfig;
+
+fn config(json: &str) -> FilterConfig {
+    FilterConfig::from_json(json.as_bytes()).unwrap()
+}
+
+fn oauth2_proxy() -> FilterConfig {
+    config(r#"{"identity":{"preset":"oauth2-proxy"}}"#)
+}
+
+fn headers<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<Header<'a>> {
+    list.iter().map(|(n, v)| (n.as_bytes(), *v)).collect()
+}
+
+fn added(plan: &Plan<'_, '_>) -> Vec<(String, String)> {
+    plan.add
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect()
+}
+
+fn removed(plan: &Plan<'_, '_>) -> Vec<String> {
+    plan.remove
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
+}
+
+fn refusal(config: &FilterConfig, list: &[(&str, &[u8])]) -> Refusal {
+    match plan(config, &headers(list)) {
+        Ok(plan) => panic!("expected a refusal, got {plan:?}"),
+        Err(refusal) => refusal,
+    }
+}
+
+#[test]
+fn strip_only_removes_every_impersonation_header_in_any_case() {
+    let config = config("");
+    let list: &[(&str, &[u8])] = &[
+        ("Impersonate-User", b"admin"),
+        ("IMPERSONATE-GROUP", b"system:masters"),
+        ("impersonate-group", b"other"),
+        ("impersonate-uid", b"1"),
+        ("Impersonate-Extra-Scopes", b"x"),
+        ("x-other", &[0xff, 0xfe]),
+        ("authorization", b"Bearer user"),
+        ("impersonate", b"not a prefix match"),
+    ];
+    let plan = plan(&config, &headers(list)).unwrap();
+    assert_eq!(plan.stripped_impersonation_headers, 5);
+    assert_eq!(
+        removed(&plan),
+        vec!["Impersonate-User", "IMPERSONATE-GROUP", "impersonate-uid", "Impersonate-Extra-Scopes"]
+    );
+    assert!(plan.add.is_empty());
+    assert_eq!(plan.user, None);
+}
+
+#[test]
+fn maps_oauth2_proxy_identity() {
+    let config = oauth2_proxy();
+    let list: &[(&str, &[u8])] = &[
+        ("impersonate-user", b"evil"),
+        ("x-forwarded-user", b"alice"),
+        ("x-forwarded-groups", b"dev, ops,,dev , qa"),
+        ("x-forwarded-email", b"alice@example.com"),
+    ];
+    let plan = plan(&config, &headers(list)).unwrap();
+    assert_eq!(
+        added(&plan),
+        vec![
+            ("impersonate-user".into(), "alice".into()),
+            ("impersonate-group".into(), "dev".into()),
+            ("impersonate-group".into(), "ops".into()),
+            ("impersonate-group".into(), "qa".into()),
+            ("impersonate-extra-email".into(), "alice@example.com".into()),
+        ]
+    );
+    assert_eq!(
+        removed(&plan),
+        vec!["impersonate-user", "x-forwarded-user", "x-forwarded-groups", "x-forwarded-email"]
+    );
+    assert_eq!(plan.user.as_deref(), Some("alice"));
+}
+
+#[test]
+fn repeated_group_headers_are_concatenated_and_static_groups_appended() {
+    let config = config(
+        r#"{"identity":{"preset":"oauth2-proxy","group_prefix":"oidc:","user_prefix":"oidc:",
+            "static_groups":["kiali-users","oidc:dev"],"remove_identity_headers":false}}"#,
+    );
+    let list: &[(&str, &[u8])] = &[
+        ("x-forwarded-user", b" bob "),
+        ("x-forwarded-groups", b"dev"),
+        ("x-forwarded-groups", b"ops,dev"),
+    ];
+    let plan = plan(&config, &headers(list)).unwrap();
+    assert_eq!(
+        added(&plan),
+        vec![
+            ("impersonate-user".into(), "oidc:bob".into()),
+            ("impersonate-group".into(), "oidc:dev".into()),
+            ("impersonate-group".into(), "oidc:ops".into()),
+            ("impersonate-group".into(), "kiali-users".into()),
+        ]
+    );
+    assert!(plan.remove.is_empty());
+}
+
+#[test]
+fn uid_and_custom_extras() {
+    let config = config(
+        r#"{"identity":{"user_header":"x-user","uid_header":"x-uid",
+            "extra_headers":{"acme.com/team":"x-team","scopes":"x-scopes"}}}"#,
+    );
+    let list: &[(&str, &[u8])] = &[
+        ("x-user", b"carol"),
+        ("x-uid", b"1234"),
+        ("x-team", b"blue"),
+        ("x-scopes", b"read"),
+        ("x-scopes", b"write"),
+    ];
+    let plan = plan(&config, &headers(list)).unwrap();
+    assert_eq!(
+        added(&plan),
+        vec![
+            ("impersonate-user".into(), "carol".into()),
+            ("impersonate-uid".into(), "1234".into()),
+            ("impersonate-extra-acme.com%2Fteam".into(), "blue".into()),
+            ("impersonate-extra-scopes".into(), "read".into()),
+            ("impersonate-extra-scopes".into(), "write".into()),
+        ]
+    );
+}
+
+#[test]
+fn missing_or_empty_user_is_401() {
+    let config = oauth2_proxy();
+    let r = refusal(&config, &[("x-forwarded-groups", b"dev")]);
+    assert_eq!(r.reason, Reason::IdentityMissing);
+    let r = refusal(&config, &[("x-forwarded-user", b"   ")]);
+    assert_eq!(r.reason, Reason::IdentityMissing);
+    // A spoofed impersonate-user never stands in for the trusted identity.
+    let r = refusal(&config, &[("impersonate-user", b"alice")]);
+    assert_eq!(r.reason, Reason::IdentityMissing);
+}
+
+#[test]
+fn system_identities_are_403_after_prefixing() {
+    let config = oauth2_proxy();
+    for (header, value) in [
+        ("x-forwarded-user", "system:admin"),
+        ("x-forwarded-user", "SYSTEM:serviceaccount:kube-system:default"),
+    ] {
+        let r = refusal(&config, &[(header, value.as_bytes())]);
+        assert_eq!(r.reason, Reason::IdentityForbidden, "{value}");
+    }
+    let r = refusal(
+        &config,
+        &[("x-forwarded-user", b"alice"), ("x-forwarded-groups", b"dev,system:masters")],
+    );
+    assert_eq!(r.reason, Reason::IdentityForbidden);
+    assert!(r.detail.contains("system:masters"));
+
+    let prefixed = config(r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"oidc:","group_prefix":"oidc:"}}"#);
+    let plan = plan(
+        &prefixed,
+        &headers(&[("x-forwarded-user", b"system:admin"), ("x-forwarded-groups", b"system:masters")]),
+    )
+    .unwrap();
+    assert_eq!(plan.user.as_deref(), Some("oidc:system:admin"));
+
+    let allowed = config(r#"{"identity":{"preset":"oauth2-proxy","allow_system_identities":true}}"#);
+    assert!(plan_ok(&allowed, &[("x-forwarded-user", b"system:admin")]));
+}
+
+fn plan_ok(config: &FilterConfig, list: &[(&str, &[u8])]) -> bool {
+    plan(config, &headers(list)).is_ok()
+}
+
+#[test]
+fn malformed_values_are_400() {
+    let config = oauth2_proxy();
+    let long = vec![b'a'; 1025];
+    let cases: Vec<Vec<(&str, &[u8])>> = vec![
+        vec![("x-forwarded-user", b"alice"), ("x-forwarded-user", b"bob")],
+        vec![("x-forwarded-user", &[0xc3, 0x28])],
+        vec![("x-forwarded-user", b"al\x01ice")],
+        vec![("x-forwarded-user", b"al\tice")],
+        vec![("x-forwarded-user", &long)],
+        vec![("x-forwarded-user", b"alice"), ("x-forwarded-groups", &long)],
+        vec![("x-forwarded-user", b"alice"), ("x-forwarded-groups", &[0xff])],
+        vec![("x-forwarded-user", b"alice"), ("x-forwarded-email", &[0x80])],
+    ];
+    for case in cases {
+        let r = refusal(&config, &case);
+        assert_eq!(r.reason, Reason::IdentityMalformed, "{case:?}");
+    }
+    let exactly_limit = vec![b'a'; 1024];
+    assert!(plan_ok(&config, &[("x-forwarded-user", &exactly_limit)]));
+}
+
+#[test]
+fn unicode_is_fine() {
+    let config = oauth2_proxy();
+    let plan = plan(
+        &config,
+        &headers(&[("x-forwarded-user", "zoë".as_bytes()), ("x-forwarded-groups", "équipe,团队".as_bytes())]),
+    )
+    .unwrap();
+    assert_eq!(
+        added(&plan)[1..],
+        [
+            ("impersonate-group".to_string(), "équipe".to_string()),
+            ("impersonate-group".to_string(), "团队".to_string())
+        ]
+    );
+}
+
+#[test]
+fn too_many_groups_is_400_but_the_limit_itself_passes() {
+    let config = config(r#"{"identity":{"preset":"oauth2-proxy","max_groups":3}}"#);
+    assert!(plan_ok(&config, &[("x-forwarded-user", b"a"), ("x-forwarded-groups", b"a,b,c,a,b")]));
+    let r = refusal(&config, &[("x-forwarded-user", b"a"), ("x-forwarded-groups", b"a,b,c,d")]);
+    assert_eq!(r.reason, Reason::IdentityMalformed);
+}
+
+#[test]
+fn uid_must_be_single() {
+    let config = config(r#"{"identity":{"preset":"authentik"}}"#);
+    let r = refusal(
+        &config,
+        &[("x-authentik-username", b"a"), ("x-authentik-uid", b"1"), ("x-authentik-uid", b"2")],
+    );
+    assert_eq!(r.reason, Reason::IdentityMalformed);
+    let plan = plan(
+        &config,
+        &headers(&[("x-authentik-username", b"a"), ("x-authentik-groups", b"x|y"), ("x-authentik-uid", b"1")]),
+    )
+    .unwrap();
+    assert_eq!(plan.add.len(), 4);
+}

@@ -1,0 +1,108 @@
+//! Which downstream peers may present identity headers at all.
+//!
+//! Kiali's documentation requires that the authenticating proxy is the only client that can reach
+//! Kiali. Network policy does that at layer 3/4; this check does it again at layer 7 from what
+//! Envoy knows about the connection: the mTLS peer principal (`source.principal`, for example an
+//! Istio SPIFFE ID) or the source address.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedPeers {
+    principals: Vec<String>,
+    cidrs: Vec<IpNet>,
+}
+
+impl TrustedPeers {
+    pub fn new(principals: Vec<String>, cidrs: Vec<IpNet>) -> Self {
+        TrustedPeers { principals, cidrs }
+    }
+
+    pub fn checks_principal(&self) -> bool {
+        !self.principals.is_empty()
+    }
+
+    pub fn checks_address(&self) -> bool {
+        !self.cidrs.is_empty()
+    }
+
+    /// `principal` is the raw `source.principal` property, `address` the raw `source.address`
+    /// property (`ip:port` or `[v6]:port`). Either may be absent.
+    pub fn admits(&self, principal: Option<&[u8]>, address: Option<&[u8]>) -> bool {
+        if let Some(principal) = principal {
+            if !principal.is_empty() && self.principals.iter().any(|p| p.as_bytes() == principal) {
+                return true;
+            }
+        }
+        if let Some(ip) = address.and_then(parse_peer_ip) {
+            if self.cidrs.iter().any(|net| net.contains(&ip)) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Accepts `10.0.0.0/8`, `fd00::/8`, or a bare address (a /32 or /128).
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(IpNet::from(ip));
+    }
+    Err(format!(
+        "{text:?} is not an IP address or CIDR (for example 10.0.0.0/8 or 127.0.0.1)"
+    ))
+}
+
+fn parse_peer_ip(raw: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(raw).ok()?;
+    if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
+        return Some(socket.ip());
+    }
+    text.parse::<IpAddr>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(principals: &[&str], cidrs: &[&str]) -> TrustedPeers {
+        TrustedPeers::new(
+            principals.iter().map(|p| p.to_string()).collect(),
+            cidrs.iter().map(|c| parse_cidr(c).unwrap()).collect(),
+        )
+    }
+
+    #[test]
+    fn admits_listed_principal_only_exactly() {
+        let trusted = peers(&["spiffe://cluster.local/ns/auth/sa/oauth2-proxy"], &[]);
+        assert!(trusted.admits(Some(b"spiffe://cluster.local/ns/auth/sa/oauth2-proxy"), None));
+        assert!(!trusted.admits(Some(b"spiffe://cluster.local/ns/auth/sa/oauth2-proxy2"), None));
+        assert!(!trusted.admits(Some(b""), Some(b"10.0.0.1:443")));
+        assert!(!trusted.admits(None, None));
+    }
+
+    #[test]
+    fn admits_addresses_inside_cidrs() {
+        let trusted = peers(&[], &["10.1.0.0/16", "127.0.0.1", "fd00::/8"]);
+        assert!(trusted.admits(None, Some(b"10.1.2.3:5555")));
+        assert!(trusted.admits(None, Some(b"127.0.0.1:80")));
+        assert!(trusted.admits(None, Some(b"[fd00::1]:80")));
+        assert!(!trusted.admits(None, Some(b"10.2.0.1:5555")));
+        assert!(!trusted.admits(None, Some(b"127.0.0.2:80")));
+        assert!(!trusted.admits(None, Some(b"garbage")));
+        assert!(!trusted.admits(None, Some(&[0xff, 0xfe])));
+    }
+
+    #[test]
+    fn rejects_bad_cidrs() {
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("hello").is_err());
+        assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+    }
+}

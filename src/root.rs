@@ -1,0 +1,484 @@
+//! The root context of one worker VM: loads the configuration, and in full-impersonation mode
+//! keeps the shared token fresh from its tick and wakes this worker's waiting requests.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use log::{error, info, warn};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use crate::config::{FilterConfig, TokenSourceConfig, TokenSourceKind};
+use crate::host;
+use crate::http::RequestContext;
+use crate::metrics::Metrics;
+use crate::random::Rng;
+use crate::refusal::{Reason, Refusal};
+use crate::reply;
+use crate::token::request::{self, Credentials};
+use crate::token::response::{self, FetchError, FetchFailure};
+use crate::token::state::{SharedState, Timing};
+
+/// While a request waits or no token is usable, poll the shared token this often.
+const FAST_TICK_MS: u32 = 20;
+/// Otherwise, look at the shared token this often to refresh it on time.
+const SLOW_TICK_MS: u32 = 200;
+const CAS_ATTEMPTS: usize = 16;
+
+/// What one worker VM shares between its root context and its HTTP contexts.
+pub struct VmState {
+    pub config: FilterConfig,
+    pub metrics: Rc<Metrics>,
+    pub token: Option<TokenRuntime>,
+}
+
+pub struct TokenRuntime {
+    pub key: String,
+    pub local: RefCell<Option<LocalToken>>,
+    pub waiters: RefCell<Vec<Waiter>>,
+}
+
+pub struct LocalToken {
+    pub generation: u64,
+    pub authorization: String,
+    pub usable_until_ms: u64,
+}
+
+pub struct Waiter {
+    pub context_id: u32,
+    pub deadline_ms: u64,
+}
+
+impl TokenRuntime {
+    /// The `Authorization` value to inject now, if a usable token exists. Falls back to the shared
+    /// copy when this worker's copy went stale between ticks.
+    pub fn authorization(&self, now_ms: u64) -> Option<String> {
+        if let Some(local) = self.local.borrow().as_ref() {
+            if now_ms < local.usable_until_ms {
+                return Some(local.authorization.clone());
+            }
+        }
+        let (bytes, _) = host::get_shared_data(&self.key).ok().flatten()?;
+        let state = SharedState::decode(&bytes);
+        self.adopt(&state, now_ms);
+        let local = self.local.borrow();
+        local
+            .as_ref()
+            .filter(|local| now_ms < local.usable_until_ms)
+            .map(|local| local.authorization.clone())
+    }
+
+    fn adopt(&self, state: &SharedState, now_ms: u64) {
+        let mut local = self.local.borrow_mut();
+        let current = local.as_ref().map(|l| l.generation);
+        match state.usable_token(now_ms) {
+            Some(token) if current != Some(state.generation) => {
+                *local = Some(LocalToken {
+                    generation: state.generation,
+                    authorization: format!("Bearer {token}"),
+                    usable_until_ms: state.usable_until_ms,
+                });
+            }
+            Some(_) => {}
+            None => *local = None,
+        }
+    }
+}
+
+pub struct Root {
+    context_id: u32,
+    rng: Rng,
+    worker_id: u64,
+    state: Option<Rc<VmState>>,
+    credentials: Credentials,
+    fetch_started_ms: Option<u64>,
+    tick_ms: u32,
+    metrics: Rc<Metrics>,
+}
+
+impl Root {
+    pub fn new(context_id: u32) -> Root {
+        let mut rng = Rng::from_entropy();
+        let worker_id = rng.next_nonzero();
+        Root {
+            context_id,
+            rng,
+            worker_id,
+            state: None,
+            credentials: Credentials::default(),
+            fetch_started_ms: None,
+            tick_ms: 0,
+            metrics: Rc::new(Metrics::default()),
+        }
+    }
+
+    fn timing(source: &TokenSourceConfig) -> Timing {
+        Timing {
+            timeout_ms: source.timeout.as_millis() as u64,
+            retry_initial_ms: source.retry_initial.as_millis() as u64,
+            retry_max_ms: source.retry_max.as_millis() as u64,
+        }
+    }
+
+    fn set_tick(&mut self, period_ms: u32) {
+        if self.tick_ms != period_ms {
+            self.tick_ms = period_ms;
+            host::set_tick_period_ms(period_ms);
+        }
+    }
+
+    /// Reads the shared state; creates it (empty) on first use. `None` when just created: the
+    /// next tick decides, which keeps two workers that start together from both fetching.
+    fn read_shared(key: &str) -> Option<(SharedState, u32)> {
+        match host::get_shared_data(key) {
+            Ok(Some((bytes, cas))) => Some((SharedState::decode(&bytes), cas)),
+            Ok(None) => {
+                let _ = host::set_shared_data(key, &SharedState::default().encode(), 0);
+                None
+            }
+            Err(status) => {
+                error!("cannot read the shared token (host status {status})");
+                None
+            }
+        }
+    }
+
+    fn maybe_start_fetch(&mut self, state: &VmState, now_ms: u64) {
+        let (Some(source), Some(runtime)) = (&state.config.token_source, &state.token) else {
+            return;
+        };
+        if self.fetch_started_ms.is_some() {
+            return;
+        }
+        let Some((shared, cas)) = Self::read_shared(&runtime.key) else {
+            return;
+        };
+        runtime.adopt(&shared, now_ms);
+        let timing = Self::timing(source);
+        let Some(leased) = shared.try_lease(now_ms, self.worker_id, &timing) else {
+            return;
+        };
+        match host::set_shared_data(&runtime.key, &leased.encode(), cas) {
+            Ok(host::SetShared::Stored) => {}
+            Ok(host::SetShared::CasMismatch) => return,
+            Err(status) => {
+                error!("cannot write the shared token (host status {status})");
+                return;
+            }
+        }
+        let callout = request::build(source, &self.credentials);
+        let headers: Vec<(&str, &str)> = callout
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        match self.dispatch_http_call(
+            &callout.cluster,
+            headers,
+            Some(&callout.body),
+            vec![],
+            source.timeout,
+        ) {
+            Ok(_) => {
+                self.fetch_started_ms = Some(now_ms);
+            }
+            Err(status) => {
+                let error = FetchError::new(
+                    FetchFailure::Dispatch,
+                    format!(
+                        "cannot send the token request to cluster {:?} (host status {status:?}); \
+                         check that the cluster exists in this Envoy and that `token_source.authority` is set",
+                        callout.cluster
+                    ),
+                );
+                self.finish_fetch(state, Err(error), now_ms, None);
+            }
+        }
+    }
+
+    fn finish_fetch(
+        &mut self,
+        state: &VmState,
+        result: Result<crate::token::FetchedToken, FetchError>,
+        now_ms: u64,
+        latency_ms: Option<u64>,
+    ) {
+        let (Some(source), Some(runtime)) = (&state.config.token_source, &state.token) else {
+            return;
+        };
+        let timing = Self::timing(source);
+        let jitter = self.rng.next_unit();
+        let mut stored = None;
+        for _ in 0..CAS_ATTEMPTS {
+            let (current, cas) = match host::get_shared_data(&runtime.key) {
+                Ok(Some((bytes, cas))) => (SharedState::decode(&bytes), cas),
+                Ok(None) => (SharedState::default(), 0),
+                Err(_) => break,
+            };
+            let next = match &result {
+                Ok(fetched) => current.with_token(fetched, now_ms, self.worker_id, jitter),
+                Err(_) => current.with_failure(now_ms, self.worker_id, &timing, jitter),
+            };
+            if let Ok(host::SetShared::Stored) =
+                host::set_shared_data(&runtime.key, &next.encode(), cas)
+            {
+                stored = Some(next);
+                break;
+            }
+        }
+        match (&result, &stored) {
+            (Ok(fetched), Some(next)) => {
+                self.metrics.fetch_succeeded(latency_ms.unwrap_or(0));
+                info!(
+                    "token fetched from {} (expires in {} s, expiry from {:?}, generation {})",
+                    source.type_name(),
+                    fetched.expires_at_ms.saturating_sub(now_ms) / 1000,
+                    fetched.expiry_source,
+                    next.generation
+                );
+                runtime.adopt(next, now_ms);
+            }
+            (Err(error), Some(next)) => {
+                self.metrics.fetch_failed(error.failure, latency_ms);
+                warn!(
+                    "token fetch from {} failed ({}): {}; attempt {}, next try in {} ms{}",
+                    source.type_name(),
+                    error.failure.as_str(),
+                    error.detail,
+                    next.consecutive_failures,
+                    next.retry_at_ms.saturating_sub(now_ms),
+                    if next.usable_token(now_ms).is_some() {
+                        ", the current token stays in use until it nears expiry"
+                    } else {
+                        ", requests get 503 token_unavailable until a token arrives"
+                    }
+                );
+            }
+            (_, None) => {
+                error!("could not record the token fetch result in shared data; the lease will run out and another attempt follows");
+            }
+        }
+    }
+
+    /// Resumes this worker's waiting requests when a token is usable, and answers 503 to those
+    /// that waited `max_request_wait_ms`.
+    fn serve_waiters(&self, state: &VmState, now_ms: u64) {
+        let Some(runtime) = &state.token else {
+            return;
+        };
+        if runtime.waiters.borrow().is_empty() {
+            return;
+        }
+        let authorization = runtime.authorization(now_ms);
+        let waiters: Vec<Waiter> = {
+            let mut all = runtime.waiters.borrow_mut();
+            if authorization.is_some() {
+                std::mem::take(&mut *all)
+            } else {
+                let (due, keep): (Vec<Waiter>, Vec<Waiter>) =
+                    all.drain(..).partition(|w| now_ms >= w.deadline_ms);
+                *all = keep;
+                due
+            }
+        };
+        for waiter in waiters {
+            // The request may have been reset by its client since it paused.
+            if host::set_effective_context(waiter.context_id).is_err() {
+                self.metrics.left_queue(false);
+                continue;
+            }
+            match &authorization {
+                Some(value) => {
+                    let applied = host::replace_header(
+                        host::REQUEST_HEADERS,
+                        b"authorization",
+                        value.as_bytes(),
+                    );
+                    if applied.is_ok() && host::resume_request().is_ok() {
+                        self.metrics.left_queue(true);
+                        self.metrics.forwarded();
+                    } else {
+                        self.metrics.left_queue(false);
+                    }
+                }
+                None => {
+                    self.metrics.left_queue(false);
+                    reply::refuse(
+                        &self.metrics,
+                        &Refusal::new(
+                            Reason::TokenUnavailable,
+                            "no valid ServiceAccount token is available yet; retry shortly",
+                        ),
+                    );
+                }
+            }
+        }
+        let _ = host::set_effective_context(self.context_id);
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, _token: u32, num_headers: usize, body_size: usize, _: usize) {
+        let now_ms = host::now_ms();
+        let started = self.fetch_started_ms.take();
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let Some(source) = &state.config.token_source else {
+            return;
+        };
+        let status = if num_headers == 0 {
+            None
+        } else {
+            host::get_header_map(host::CALL_RESPONSE_HEADERS)
+                .ok()
+                .and_then(|map| {
+                    map.pairs()
+                        .into_iter()
+                        .find(|(name, _)| *name == b":status")
+                        .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<u16>().ok())
+                })
+        };
+        let body = if body_size > 0 {
+            host::get_buffer(host::BUFFER_CALL_RESPONSE_BODY, body_size.min(1 << 20))
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let result = response::parse(&source.kind, status, &body, now_ms);
+        let latency = started.map(|start| now_ms.saturating_sub(start));
+        self.finish_fetch(&state, result, now_ms, latency);
+        self.serve_waiters(&state, now_ms);
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        if self.state.is_none() {
+            self.metrics = Rc::new(Metrics::define());
+        }
+        let bytes = match host::get_buffer(host::BUFFER_PLUGIN_CONFIGURATION, usize::MAX) {
+            Ok(bytes) => bytes,
+            Err(status) => {
+                error!("cannot read the plugin configuration (host status {status})");
+                self.metrics.config_rejected();
+                return false;
+            }
+        };
+        let config = match FilterConfig::from_json(&bytes) {
+            Ok(config) => config,
+            Err(error) => {
+                error!("{error}; the filter refuses to start");
+                self.metrics.config_rejected();
+                return false;
+            }
+        };
+        let credentials = match read_credentials(&config) {
+            Ok(credentials) => credentials,
+            Err(message) => {
+                error!("invalid plugin configuration: {message}; the filter refuses to start");
+                self.metrics.config_rejected();
+                return false;
+            }
+        };
+        let token = config.token_source.as_ref().map(|source| TokenRuntime {
+            key: source.cache_key(),
+            local: RefCell::new(None),
+            waiters: RefCell::new(Vec::new()),
+        });
+        info!(
+            "kiali-header-auth {} configured: mode {:?}{}",
+            env!("CARGO_PKG_VERSION"),
+            config.mode(),
+            config
+                .token_source
+                .as_ref()
+                .map(|s| format!(", token source {} via cluster {:?}", s.type_name(), s.cluster))
+                .unwrap_or_default()
+        );
+        let has_token = token.is_some();
+        self.credentials = credentials;
+        self.state = Some(Rc::new(VmState {
+            config,
+            metrics: self.metrics.clone(),
+            token,
+        }));
+        if has_token {
+            self.tick_ms = 0;
+            self.set_tick(FAST_TICK_MS);
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let Some(runtime) = &state.token else {
+            return;
+        };
+        let now_ms = host::now_ms();
+        // A fetch whose answer never came (the VM lost it) must not block forever.
+        if let (Some(source), Some(started)) = (&state.config.token_source, self.fetch_started_ms) {
+            if now_ms > started + source.timeout.as_millis() as u64 + 5_000 {
+                self.fetch_started_ms = None;
+            }
+        }
+        self.maybe_start_fetch(&state, now_ms);
+        self.serve_waiters(&state, now_ms);
+        let usable = runtime
+            .local
+            .borrow()
+            .as_ref()
+            .is_some_and(|local| now_ms < local.usable_until_ms);
+        if let Some(local) = runtime.local.borrow().as_ref() {
+            self.metrics
+                .token_seconds_to_expiry(local.usable_until_ms.saturating_sub(now_ms) / 1000);
+        }
+        let idle = usable && runtime.waiters.borrow().is_empty();
+        self.set_tick(if idle { SLOW_TICK_MS } else { FAST_TICK_MS });
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let state = self.state.clone()?;
+        Some(Box::new(RequestContext::new(context_id, state)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+fn read_credentials(config: &FilterConfig) -> Result<Credentials, String> {
+    let mut credentials = Credentials::default();
+    let Some(source) = &config.token_source else {
+        return Ok(credentials);
+    };
+    let read = |field: &str, name: &str| -> Result<String, String> {
+        match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_string()),
+            _ => Err(format!(
+                "field `{field}`: environment variable {name} is not set in the Wasm VM; pass it \
+                 with vm_config.environment_variables (Envoy) or vmConfig.env (Istio)"
+            )),
+        }
+    };
+    match &source.kind {
+        TokenSourceKind::KubernetesTokenRequest {
+            credential_env: Some(name),
+            ..
+        } => credentials.bearer = Some(read("token_source.credential_env", name)?),
+        TokenSourceKind::KubernetesTokenRequest { .. } => {}
+        TokenSourceKind::OAuth2ClientCredentials {
+            client_secret_env, ..
+        } => {
+            credentials.client_secret =
+                Some(read("token_source.client_secret_env", client_secret_env)?)
+        }
+    }
+    Ok(credentials)
+}
