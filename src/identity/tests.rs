@@ -1,12 +1,12 @@
 use super::*;
 use crate::config::FilterConfig;
 
-fn config(json: &str) -> FilterConfig {
+fn cfg(json: &str) -> FilterConfig {
     FilterConfig::from_json(json.as_bytes()).unwrap()
 }
 
 fn oauth2_proxy() -> FilterConfig {
-    config(r#"{"identity":{"preset":"oauth2-proxy"}}"#)
+    cfg(r#"{"identity":{"preset":"oauth2-proxy"}}"#)
 }
 
 fn headers<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<Header<'a>> {
@@ -36,7 +36,7 @@ fn refusal(config: &FilterConfig, list: &[(&str, &[u8])]) -> Refusal {
 
 #[test]
 fn strip_only_removes_every_impersonation_header_in_any_case() {
-    let config = config("");
+    let config = cfg("");
     let list: &[(&str, &[u8])] = &[
         ("Impersonate-User", b"admin"),
         ("IMPERSONATE-GROUP", b"system:masters"),
@@ -86,7 +86,7 @@ fn maps_oauth2_proxy_identity() {
 
 #[test]
 fn repeated_group_headers_are_concatenated_and_static_groups_appended() {
-    let config = config(
+    let config = cfg(
         r#"{"identity":{"preset":"oauth2-proxy","group_prefix":"oidc:","user_prefix":"oidc:",
             "static_groups":["kiali-users","oidc:dev"],"remove_identity_headers":false}}"#,
     );
@@ -110,7 +110,7 @@ fn repeated_group_headers_are_concatenated_and_static_groups_appended() {
 
 #[test]
 fn uid_and_custom_extras() {
-    let config = config(
+    let config = cfg(
         r#"{"identity":{"user_header":"x-user","uid_header":"x-uid",
             "extra_headers":{"acme.com/team":"x-team","scopes":"x-scopes"}}}"#,
     );
@@ -163,7 +163,7 @@ fn system_identities_are_403_after_prefixing() {
     assert_eq!(r.reason, Reason::IdentityForbidden);
     assert!(r.detail.contains("system:masters"));
 
-    let prefixed = config(r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"oidc:","group_prefix":"oidc:"}}"#);
+    let prefixed = cfg(r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"oidc:","group_prefix":"oidc:"}}"#);
     let plan = plan(
         &prefixed,
         &headers(&[("x-forwarded-user", b"system:admin"), ("x-forwarded-groups", b"system:masters")]),
@@ -171,7 +171,7 @@ fn system_identities_are_403_after_prefixing() {
     .unwrap();
     assert_eq!(plan.user.as_deref(), Some("oidc:system:admin"));
 
-    let allowed = config(r#"{"identity":{"preset":"oauth2-proxy","allow_system_identities":true}}"#);
+    let allowed = cfg(r#"{"identity":{"preset":"oauth2-proxy","allow_system_identities":true}}"#);
     assert!(plan_ok(&allowed, &[("x-forwarded-user", b"system:admin")]));
 }
 
@@ -204,11 +204,11 @@ fn malformed_values_are_400() {
 #[test]
 fn unicode_is_fine() {
     let config = oauth2_proxy();
-    let plan = plan(
-        &config,
-        &headers(&[("x-forwarded-user", "zoë".as_bytes()), ("x-forwarded-groups", "équipe,团队".as_bytes())]),
-    )
-    .unwrap();
+    let list: &[(&str, &[u8])] = &[
+        ("x-forwarded-user", "zoë".as_bytes()),
+        ("x-forwarded-groups", "équipe,团队".as_bytes()),
+    ];
+    let plan = plan(&config, &headers(list)).unwrap();
     assert_eq!(
         added(&plan)[1..],
         [
@@ -220,7 +220,7 @@ fn unicode_is_fine() {
 
 #[test]
 fn too_many_groups_is_400_but_the_limit_itself_passes() {
-    let config = config(r#"{"identity":{"preset":"oauth2-proxy","max_groups":3}}"#);
+    let config = cfg(r#"{"identity":{"preset":"oauth2-proxy","max_groups":3}}"#);
     assert!(plan_ok(&config, &[("x-forwarded-user", b"a"), ("x-forwarded-groups", b"a,b,c,a,b")]));
     let r = refusal(&config, &[("x-forwarded-user", b"a"), ("x-forwarded-groups", b"a,b,c,d")]);
     assert_eq!(r.reason, Reason::IdentityMalformed);
@@ -228,7 +228,7 @@ fn too_many_groups_is_400_but_the_limit_itself_passes() {
 
 #[test]
 fn uid_must_be_single() {
-    let config = config(r#"{"identity":{"preset":"authentik"}}"#);
+    let config = cfg(r#"{"identity":{"preset":"authentik"}}"#);
     let r = refusal(
         &config,
         &[("x-authentik-username", b"a"), ("x-authentik-uid", b"1"), ("x-authentik-uid", b"2")],
