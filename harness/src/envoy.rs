@@ -1,0 +1,810 @@
+//! Envoy launcher: renders a v3 bootstrap, runs Envoy, waits for readiness, reads stats,
+//! and kills Envoy on Drop.
+
+use crate::client::{self, ClientRequest};
+use crate::http1::Response;
+use crate::paths;
+use crate::ports::free_port;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long [`Envoy::start`] waits for `/ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Grace period between SIGTERM and SIGKILL on Drop.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+
+/// What the single route does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Proxy everything to cluster `upstream` (STATIC, HTTP/1.1) at this address.
+    Proxy(SocketAddr),
+    /// Answer directly.
+    DirectResponse { status: u16, body: String },
+}
+
+/// An HTTP filter placed before the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    None,
+    /// The kiali-header-auth module (`paths::wasm_path()` unless [`EnvoyConfig::wasm_file`] is set).
+    Wasm {
+        /// JSON plugin configuration (passed as a `google.protobuf.StringValue`).
+        plugin_config: String,
+        /// `vm_config.environment_variables.key_values`.
+        vm_env: Vec<(String, String)>,
+        /// `failure_policy: FAIL_OPEN` when true, `FAIL_CLOSED` otherwise.
+        fail_open: bool,
+    },
+    Lua { code: String },
+}
+
+impl Filter {
+    /// `Filter::Wasm` with no VM environment, fail closed.
+    pub fn wasm(plugin_config: impl Into<String>) -> Filter {
+        Filter::Wasm { plugin_config: plugin_config.into(), vm_env: Vec::new(), fail_open: false }
+    }
+
+    pub fn lua(code: impl Into<String>) -> Filter {
+        Filter::Lua { code: code.into() }
+    }
+}
+
+/// Builder for an Envoy v3 bootstrap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvoyConfig {
+    pub listener_port: u16,
+    pub admin_port: u16,
+    /// Worker threads (`--concurrency`). Default 1.
+    pub concurrency: u32,
+    pub route: Route,
+    /// HTTP filters in order (before the router); `Filter::None` entries render nothing.
+    pub filters: Vec<Filter>,
+    /// Extra STATIC clusters (name, address), e.g. the token service.
+    pub clusters: Vec<(String, SocketAddr)>,
+    /// Access log to stdout (goes to the Envoy log file).
+    pub access_log: bool,
+    /// Route timeout for `Route::Proxy`.
+    pub route_timeout: Duration,
+    /// Override of the wasm module path (default `paths::wasm_path()` at render time).
+    pub wasm_file: Option<PathBuf>,
+    /// Ports were picked automatically: `Envoy::start` may re-pick them on a bind clash.
+    pub auto_ports: bool,
+}
+
+impl Default for EnvoyConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn q(s: &str) -> String {
+    // A JSON string is a valid YAML double-quoted scalar.
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn fmt_duration(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+impl EnvoyConfig {
+    /// Free listener/admin ports, concurrency 1, `DirectResponse 200 "ok"`, no filter.
+    pub fn new() -> Self {
+        EnvoyConfig {
+            listener_port: free_port(),
+            admin_port: free_port(),
+            concurrency: 1,
+            route: Route::DirectResponse { status: 200, body: "ok".into() },
+            filters: Vec::new(),
+            clusters: Vec::new(),
+            access_log: false,
+            route_timeout: Duration::from_secs(15),
+            wasm_file: None,
+            auto_ports: true,
+        }
+    }
+
+    /// `new()` proxying to `upstream`.
+    pub fn proxy(upstream: SocketAddr) -> Self {
+        Self::new().route(Route::Proxy(upstream))
+    }
+
+    pub fn listener_port(mut self, port: u16) -> Self {
+        self.listener_port = port;
+        self.auto_ports = false;
+        self
+    }
+
+    pub fn admin_port(mut self, port: u16) -> Self {
+        self.admin_port = port;
+        self.auto_ports = false;
+        self
+    }
+
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    pub fn route(mut self, route: Route) -> Self {
+        self.route = route;
+        self
+    }
+
+    /// Replaces the filter list with this one filter.
+    pub fn filter(mut self, filter: Filter) -> Self {
+        self.filters = vec![filter];
+        self
+    }
+
+    /// Appends a filter (filters run in insertion order).
+    pub fn add_filter(mut self, filter: Filter) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Adds a STATIC HTTP/1.1 cluster `name` (may contain `|`) pointing at `addr`.
+    pub fn token_cluster(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.clusters.push((name.to_string(), addr));
+        self
+    }
+
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
+    pub fn route_timeout(mut self, timeout: Duration) -> Self {
+        self.route_timeout = timeout;
+        self
+    }
+
+    pub fn wasm_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.wasm_file = Some(path.into());
+        self
+    }
+
+    fn wasm_path(&self) -> PathBuf {
+        let p = self.wasm_file.clone().unwrap_or_else(paths::wasm_path);
+        p.canonicalize().unwrap_or(p)
+    }
+
+    /// Renders the bootstrap YAML. Panics (via `paths::wasm_path`) if a wasm filter is
+    /// configured and the module is missing.
+    pub fn render(&self) -> String {
+        let mut y = String::new();
+        let w = &mut y;
+        let _ = writeln!(w, "# Generated by the kiali-header-auth test harness.");
+        let _ = writeln!(w, "admin:");
+        let _ = writeln!(w, "  address:");
+        let _ = writeln!(w, "    socket_address: {{ address: 127.0.0.1, port_value: {} }}", self.admin_port);
+        let _ = writeln!(w, "static_resources:");
+        let _ = writeln!(w, "  listeners:");
+        let _ = writeln!(w, "  - name: ingress");
+        let _ = writeln!(w, "    address:");
+        let _ = writeln!(w, "      socket_address: {{ address: 127.0.0.1, port_value: {} }}", self.listener_port);
+        // Without this, two Envoys handed the same port would both bind it (SO_REUSEPORT)
+        // and share its traffic; with it, a clash is a bind error that `start` retries.
+        let _ = writeln!(w, "    enable_reuse_port: false");
+        let _ = writeln!(w, "    filter_chains:");
+        let _ = writeln!(w, "    - filters:");
+        let _ = writeln!(w, "      - name: envoy.filters.network.http_connection_manager");
+        let _ = writeln!(w, "        typed_config:");
+        let _ = writeln!(w, "          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+        let _ = writeln!(w, "          stat_prefix: ingress");
+        let _ = writeln!(w, "          codec_type: AUTO");
+        if self.access_log {
+            let _ = writeln!(w, "          access_log:");
+            let _ = writeln!(w, "          - name: envoy.access_loggers.stdout");
+            let _ = writeln!(w, "            typed_config:");
+            let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog");
+        }
+        let _ = writeln!(w, "          route_config:");
+        let _ = writeln!(w, "            name: local");
+        let _ = writeln!(w, "            virtual_hosts:");
+        let _ = writeln!(w, "            - name: all");
+        let _ = writeln!(w, "              domains: [\"*\"]");
+        let _ = writeln!(w, "              routes:");
+        let _ = writeln!(w, "              - match: {{ prefix: \"/\" }}");
+        match &self.route {
+            Route::Proxy(_) => {
+                let _ = writeln!(w, "                route: {{ cluster: upstream, timeout: {} }}", fmt_duration(self.route_timeout));
+            }
+            Route::DirectResponse { status, body } => {
+                let _ = writeln!(w, "                direct_response: {{ status: {}, body: {{ inline_string: {} }} }}", status, q(body));
+            }
+        }
+        let _ = writeln!(w, "          http_filters:");
+        for f in &self.filters {
+            match f {
+                Filter::None => {}
+                Filter::Lua { code } => {
+                    let _ = writeln!(w, "          - name: envoy.filters.http.lua");
+                    let _ = writeln!(w, "            typed_config:");
+                    let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua");
+                    let _ = writeln!(w, "              default_source_code:");
+                    let _ = writeln!(w, "                inline_string: {}", q(code));
+                }
+                Filter::Wasm { plugin_config, vm_env, fail_open } => {
+                    let _ = writeln!(w, "          - name: envoy.filters.http.wasm");
+                    let _ = writeln!(w, "            typed_config:");
+                    let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm");
+                    let _ = writeln!(w, "              config:");
+                    let _ = writeln!(w, "                name: kiali-header-auth");
+                    let _ = writeln!(w, "                root_id: kiali-header-auth");
+                    let _ = writeln!(w, "                failure_policy: {}", if *fail_open { "FAIL_OPEN" } else { "FAIL_CLOSED" });
+                    let _ = writeln!(w, "                configuration:");
+                    let _ = writeln!(w, "                  \"@type\": type.googleapis.com/google.protobuf.StringValue");
+                    let _ = writeln!(w, "                  value: {}", q(plugin_config));
+                    let _ = writeln!(w, "                vm_config:");
+                    let _ = writeln!(w, "                  vm_id: kiali-header-auth");
+                    let _ = writeln!(w, "                  runtime: envoy.wasm.runtime.v8");
+                    let _ = writeln!(w, "                  code:");
+                    let _ = writeln!(w, "                    local:");
+                    let _ = writeln!(w, "                      filename: {}", q(&self.wasm_path().to_string_lossy()));
+                    if !vm_env.is_empty() {
+                        let _ = writeln!(w, "                  environment_variables:");
+                        let _ = writeln!(w, "                    key_values:");
+                        for (k, v) in vm_env {
+                            let _ = writeln!(w, "                      {}: {}", q(k), q(v));
+                        }
+                    }
+                }
+            }
+        }
+        let _ = writeln!(w, "          - name: envoy.filters.http.router");
+        let _ = writeln!(w, "            typed_config:");
+        let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router");
+        let mut clusters: Vec<(String, SocketAddr)> = Vec::new();
+        if let Route::Proxy(addr) = &self.route {
+            clusters.push(("upstream".into(), *addr));
+        }
+        clusters.extend(self.clusters.iter().cloned());
+        if clusters.is_empty() {
+            let _ = writeln!(w, "  clusters: []");
+        } else {
+            let _ = writeln!(w, "  clusters:");
+        }
+        for (name, addr) in &clusters {
+            let _ = writeln!(w, "  - name: {}", q(name));
+            let _ = writeln!(w, "    type: STATIC");
+            let _ = writeln!(w, "    connect_timeout: 2s");
+            // Close idle upstream connections before the stand-ins' 30 s read timeout
+            // does, so a request never races a server-side close.
+            let _ = writeln!(w, "    typed_extension_protocol_options:");
+            let _ = writeln!(w, "      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:");
+            let _ = writeln!(w, "        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
+            let _ = writeln!(w, "        common_http_protocol_options: {{ idle_timeout: 15s }}");
+            let _ = writeln!(w, "        explicit_http_config: {{ http_protocol_options: {{}} }}");
+            let _ = writeln!(w, "    load_assignment:");
+            let _ = writeln!(w, "      cluster_name: {}", q(name));
+            let _ = writeln!(w, "      endpoints:");
+            let _ = writeln!(w, "      - lb_endpoints:");
+            let _ = writeln!(w, "        - endpoint:");
+            let _ = writeln!(w, "            address:");
+            let _ = writeln!(
+                w,
+                "              socket_address: {{ address: {}, port_value: {} }}",
+                q(&addr.ip().to_string()),
+                addr.port()
+            );
+        }
+        y
+    }
+}
+
+/// Scans a bootstrap YAML for `admin: address: socket_address: port_value:`.
+/// Handles block and flow style; returns `None` if not found.
+pub fn scan_admin_port(yaml: &str) -> Option<u16> {
+    let mut in_admin = false;
+    for line in yaml.lines() {
+        let code = line.split('#').next().unwrap_or("");
+        if code.trim().is_empty() {
+            continue;
+        }
+        let top_level = !code.starts_with([' ', '\t']);
+        if top_level {
+            in_admin = code.trim_end().starts_with("admin:");
+        }
+        if in_admin {
+            if let Some(pos) = code.find("port_value:") {
+                let digits: String = code[pos + "port_value:".len()..]
+                    .trim_start()
+                    .trim_start_matches(['"', '\''])
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                return digits.parse().ok();
+            }
+        }
+    }
+    None
+}
+
+/// Parses admin `/stats?format=json` output: counters and gauges (histograms and
+/// text readouts skipped).
+pub fn parse_stats_json(body: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return out;
+    };
+    if let Some(stats) = v.get("stats").and_then(|s| s.as_array()) {
+        for s in stats {
+            if let (Some(name), Some(value)) = (s.get("name").and_then(|n| n.as_str()), s.get("value")) {
+                let n = value.as_u64().or_else(|| value.as_i64().map(|i| i.max(0) as u64));
+                if let Some(n) = n {
+                    out.insert(name.to_string(), n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Parses admin text `/stats` output (`name: value` lines; histogram lines skipped).
+pub fn parse_stats_text(body: &str) -> BTreeMap<String, u64> {
+    body.lines()
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(": ")?;
+            Some((name.trim().to_string(), value.trim().parse::<u64>().ok()?))
+        })
+        .collect()
+}
+
+/// Runs `envoy --mode validate -c path`.
+pub fn validate(path: &Path) -> Result<(), String> {
+    let bin = paths::find_envoy_bin().ok_or("envoy binary not found: run `make envoy`")?;
+    let out = Command::new(bin)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(path)
+        .arg("--disable-hot-restart")
+        .arg("--log-level")
+        .arg("warn")
+        .current_dir(paths::repo_root())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run envoy: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "envoy --mode validate failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Renders `cfg` to a temp file and validates it.
+pub fn validate_config(cfg: &EnvoyConfig) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, cfg.render()).map_err(|e| e.to_string())?;
+    validate(&path)
+}
+
+/// Low-level launch description (used by [`Envoy::start`] and the `demo` binary).
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub envoy_bin: PathBuf,
+    pub config_path: PathBuf,
+    pub listener_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub concurrency: u32,
+    /// Working directory (default: inherited).
+    pub cwd: Option<PathBuf>,
+    /// stdout+stderr go to this file; `None`: inherited from this process.
+    pub log_file: Option<PathBuf>,
+    pub log_level: String,
+    pub component_log_level: Option<String>,
+}
+
+impl Launch {
+    pub fn new(config_path: impl Into<PathBuf>, listener_port: u16, admin_port: u16) -> Launch {
+        Launch {
+            envoy_bin: paths::envoy_bin(),
+            config_path: config_path.into(),
+            listener_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listener_port),
+            admin_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), admin_port),
+            concurrency: 1,
+            cwd: None,
+            log_file: None,
+            log_level: "info".into(),
+            component_log_level: Some("wasm:debug".into()),
+        }
+    }
+}
+
+/// A base id unique per Envoy instance of this process (and unlikely to clash with
+/// other processes).
+fn unique_base_id() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 1000;
+    (std::process::id() % 4_000_000) * 1000 + n
+}
+
+type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns children from one thread that lives as long as the process, so that
+/// `PR_SET_PDEATHSIG` (which fires when the *spawning thread* exits) means
+/// "when this process exits".
+fn spawn_from_long_lived_thread(cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let tx = SPAWNER
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<SpawnJob>();
+            std::thread::Builder::new()
+                .name("envoy-spawner".into())
+                .spawn(move || {
+                    for (mut cmd, reply) in rx {
+                        let _ = reply.send(cmd.spawn());
+                    }
+                })
+                .expect("spawn envoy-spawner thread");
+            Mutex::new(tx)
+        })
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let (rtx, rrx) = mpsc::channel();
+    tx.send((cmd, rtx)).map_err(|_| io::Error::other("spawner thread gone"))?;
+    rrx.recv().map_err(|_| io::Error::other("spawner thread gone"))?
+}
+
+/// Makes the child get SIGTERM when this process dies (set in `pre_exec`).
+pub fn die_with_parent(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                // The parent already died before prctl took effect.
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A running Envoy. Dropping it stops Envoy (SIGTERM, then SIGKILL after 2 s).
+pub struct Envoy {
+    child: Mutex<Child>,
+    pid: u32,
+    exit: Mutex<Option<ExitStatus>>,
+    launch: Launch,
+    // Kept alive for the config and the log.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Envoy {
+    /// Renders `cfg`, starts Envoy and waits for `/ready` (30 s). Panics with the Envoy
+    /// log if it does not become ready.
+    pub fn start(cfg: &EnvoyConfig) -> Envoy {
+        match Self::try_start(cfg) {
+            Ok(e) => e,
+            Err(msg) => panic!("{msg}"),
+        }
+    }
+
+    /// Like [`Envoy::start`], returning the error (with the Envoy log) instead of panicking.
+    /// If the ports were picked automatically and Envoy could not bind them, new ports
+    /// are picked (up to 3 attempts): use [`Envoy::addr`], not `cfg.listener_port`.
+    pub fn try_start(cfg: &EnvoyConfig) -> Result<Envoy, String> {
+        let mut cfg = cfg.clone();
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            let dir = tempfile::Builder::new().prefix("kha-envoy-").tempdir().map_err(|e| e.to_string())?;
+            let config_path = dir.path().join("envoy.yaml");
+            std::fs::write(&config_path, cfg.render()).map_err(|e| e.to_string())?;
+            let mut launch = Launch::new(&config_path, cfg.listener_port, cfg.admin_port);
+            launch.concurrency = cfg.concurrency;
+            launch.log_file = Some(dir.path().join("envoy.log"));
+            launch.cwd = Some(paths::repo_root());
+            let mut envoy = Envoy::spawn(launch)?;
+            envoy._dir = Some(dir);
+            match envoy.wait_ready(READY_TIMEOUT, None) {
+                Ok(()) => return Ok(envoy),
+                Err(e) => {
+                    let log = envoy.log();
+                    let clash = log.contains("ddress already in use") || log.contains("cannot bind");
+                    last_err = e;
+                    drop(envoy);
+                    if clash && cfg.auto_ports {
+                        cfg.listener_port = free_port();
+                        cfg.admin_port = free_port();
+                        continue;
+                    }
+                    return Err(last_err);
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    /// Spawns Envoy as described, without waiting for readiness.
+    pub fn spawn(launch: Launch) -> Result<Envoy, String> {
+        let mut cmd = Command::new(&launch.envoy_bin);
+        cmd.arg("-c")
+            .arg(&launch.config_path)
+            .arg("--concurrency")
+            .arg(launch.concurrency.to_string())
+            .arg("--base-id")
+            .arg(unique_base_id().to_string())
+            .arg("--disable-hot-restart")
+            .arg("--log-level")
+            .arg(&launch.log_level);
+        if let Some(c) = &launch.component_log_level {
+            cmd.arg("--component-log-level").arg(c);
+        }
+        if let Some(d) = &launch.cwd {
+            cmd.current_dir(d);
+        }
+        cmd.stdin(Stdio::null());
+        if let Some(log) = &launch.log_file {
+            let f = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+            let f2 = f.try_clone().map_err(|e| e.to_string())?;
+            cmd.stdout(Stdio::from(f)).stderr(Stdio::from(f2));
+        }
+        die_with_parent(&mut cmd);
+        let child = spawn_from_long_lived_thread(cmd)
+            .map_err(|e| format!("cannot start {}: {e}", launch.envoy_bin.display()))?;
+        let pid = child.id();
+        Ok(Envoy { child: Mutex::new(child), pid, exit: Mutex::new(None), launch, _dir: None })
+    }
+
+    /// Polls admin `/ready` until it answers 200, Envoy exits, `timeout` passes or
+    /// `abort` is set. The error includes the Envoy log.
+    pub fn wait_ready(&self, timeout: Duration, abort: Option<&AtomicBool>) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return Err(format!("envoy exited before becoming ready ({status}); log:\n{}", self.log()));
+            }
+            if abort.is_some_and(|a| a.load(Ordering::SeqCst)) {
+                return Err("aborted while waiting for envoy".into());
+            }
+            let req = ClientRequest::get("/ready").timeout(Duration::from_secs(1));
+            if let Ok(r) = client::send(self.launch.admin_addr, &req) {
+                if r.status == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "envoy not ready after {:?} (admin {}); log:\n{}",
+                    timeout,
+                    self.launch.admin_addr,
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Listener address.
+    pub fn addr(&self) -> SocketAddr {
+        self.launch.listener_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.launch.admin_addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.launch.config_path
+    }
+
+    /// The Envoy log so far (empty when output is inherited).
+    pub fn log(&self) -> String {
+        match &self.launch.log_file {
+            Some(p) => std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn get_admin(&self, path: &str) -> io::Result<Response> {
+        client::send(self.launch.admin_addr, &ClientRequest::get(path).timeout(Duration::from_secs(5)))
+    }
+
+    /// POSTs to an admin path (`/quitquitquit`, `/reset_counters`, ...).
+    pub fn post_admin(&self, path: &str) -> io::Result<Response> {
+        client::send(self.launch.admin_addr, &ClientRequest::post(path).timeout(Duration::from_secs(5)))
+    }
+
+    pub fn try_stats(&self) -> io::Result<BTreeMap<String, u64>> {
+        let r = self.get_admin("/stats?format=json")?;
+        if r.status != 200 {
+            return Err(io::Error::other(format!("/stats answered {}", r.status)));
+        }
+        Ok(parse_stats_json(&r.text()))
+    }
+
+    /// Counters and gauges. Panics if the admin endpoint cannot be reached.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        self.try_stats().unwrap_or_else(|e| panic!("cannot read envoy stats: {e}; log:\n{}", self.log()))
+    }
+
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        self.stats().get(name).copied()
+    }
+
+    /// Waits until stat `name` is at least `min`; returns its last value.
+    pub fn wait_for_stat(&self, name: &str, min: u64, timeout: Duration) -> Option<u64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.try_stats().ok().and_then(|s| s.get(name).copied());
+            if v.is_some_and(|v| v >= min) || Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn exit_status(&self) -> Option<ExitStatus> {
+        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        if exit.is_none() {
+            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(Some(s)) = child.try_wait() {
+                *exit = Some(s);
+            }
+        }
+        *exit
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.exit_status().is_none()
+    }
+
+    /// Waits up to `timeout` for Envoy to exit on its own.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.exit_status() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal to Envoy (if it is still running).
+    pub fn signal(&self, sig: libc::c_int) {
+        if self.is_running() {
+            // SAFETY: plain kill(2) on our own, not yet reaped, child.
+            unsafe {
+                libc::kill(self.pid as libc::pid_t, sig);
+            }
+        }
+    }
+
+    /// SIGTERM, wait up to `grace`, then SIGKILL; returns the exit status.
+    pub fn terminate(&self, grace: Duration) -> Option<ExitStatus> {
+        self.signal(libc::SIGTERM);
+        if let Some(s) = self.wait_exit(grace) {
+            return Some(s);
+        }
+        {
+            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = child.kill();
+        }
+        self.wait_exit(Duration::from_secs(5))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.launch.log_file.is_some() {
+            eprintln!(
+                "---- envoy log (pid {}, config {}) ----\n{}\n---- end of envoy log ----",
+                self.pid,
+                self.launch.config_path.display(),
+                self.log()
+            );
+        }
+        self.terminate(TERM_GRACE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_admin_port_variants() {
+        let block = "static_resources: {}\nadmin:\n  # port_value: 1\n  address:\n    socket_address:\n      address: 127.0.0.1\n      port_value: 9902\n";
+        assert_eq!(scan_admin_port(block), Some(9902));
+        let flow = "admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 19000 }\nstatic_resources:\n  x: { port_value: 1 }\n";
+        assert_eq!(scan_admin_port(flow), Some(19000));
+        let none = "static_resources:\n  listeners:\n  - address: { socket_address: { port_value: 10000 } }\n";
+        assert_eq!(scan_admin_port(none), None);
+        let cfg = EnvoyConfig::new().admin_port(12345);
+        assert_eq!(scan_admin_port(&cfg.render()), Some(12345));
+    }
+
+    #[test]
+    fn stats_parsing() {
+        let json = r#"{"stats":[{"name":"http.ingress.downstream_rq_total","value":7},
+            {"name":"server.live","value":1},{"name":"server.version","value":"abc"},
+            {"name":"neg","value":-3},
+            {"histograms":{"supported_quantiles":[0,25],"computed_quantiles":[]}}]}"#;
+        let m = parse_stats_json(json);
+        assert_eq!(m.get("http.ingress.downstream_rq_total"), Some(&7));
+        assert_eq!(m.get("server.live"), Some(&1));
+        assert_eq!(m.get("neg"), Some(&0));
+        assert!(!m.contains_key("server.version"));
+        assert_eq!(m.len(), 3);
+        assert!(parse_stats_json("not json").is_empty());
+        let text = "cluster.upstream.upstream_cx_total: 3\nserver.version: 9e55\nhttp.ingress.downstream_rq_time: P0(nan,1) P25(nan,1)\nweird line\n";
+        let t = parse_stats_text(text);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t["cluster.upstream.upstream_cx_total"], 3);
+    }
+
+    #[test]
+    fn render_shapes() {
+        let up: SocketAddr = "127.0.0.1:18080".parse().unwrap();
+        let tok: SocketAddr = "127.0.0.1:18443".parse().unwrap();
+        let cfg = EnvoyConfig::proxy(up)
+            .listener_port(10000)
+            .admin_port(9901)
+            .concurrency(2)
+            .wasm_file("/nonexistent/kha.wasm")
+            .filter(Filter::Wasm {
+                plugin_config: r#"{"a":"b\"c"}"#.into(),
+                vm_env: vec![("KHA_X".into(), "1".into())],
+                fail_open: true,
+            })
+            .add_filter(Filter::lua("function envoy_on_request(h)\n  h:headers():add(\"x\", \"y\")\nend"))
+            .token_cluster("outbound|443||kubernetes.default.svc.cluster.local", tok);
+        let y = cfg.render();
+        assert!(y.contains("port_value: 10000"));
+        assert!(y.contains("codec_type: AUTO"));
+        assert!(y.contains("stat_prefix: ingress"));
+        assert!(y.contains("runtime: envoy.wasm.runtime.v8"));
+        assert!(y.contains("vm_id: kiali-header-auth"));
+        assert!(y.contains("root_id: kiali-header-auth"));
+        assert!(y.contains("failure_policy: FAIL_OPEN"));
+        assert!(y.contains(r#"value: "{\"a\":\"b\\\"c\"}""#), "{y}");
+        assert!(y.contains(r#""KHA_X": "1""#));
+        assert!(y.contains(r#"- name: "outbound|443||kubernetes.default.svc.cluster.local""#));
+        assert!(y.contains("port_value: 18443"));
+        assert!(y.contains("cluster: upstream"));
+        let wasm_at = y.find("envoy.filters.http.wasm").unwrap();
+        let lua_at = y.find("envoy.filters.http.lua").unwrap();
+        let router_at = y.find("envoy.filters.http.router").unwrap();
+        assert!(wasm_at < lua_at && lua_at < router_at);
+    }
+}

@@ -1,0 +1,22 @@
+//! Native end-to-end test harness for the kiali-header-auth Proxy-Wasm filter.
+//!
+//! Everything binds 127.0.0.1, runs on std threads with bounded loops and stops on Drop.
+//! See `docs/HARNESS_SPEC.md`.
+
+pub mod client;
+pub mod demo;
+pub mod encoding;
+pub mod envoy;
+pub mod http1;
+pub mod paths;
+pub mod ports;
+pub mod server;
+pub mod time;
+pub mod token_service;
+pub mod upstream;
+
+pub use client::{ClientRequest, Connection};
+pub use envoy::{Envoy, EnvoyConfig, Filter, Route};
+pub use http1::{RawRequest, Response};
+pub use token_service::{Behavior, IssuedToken, TokenService};
+pub use upstream::EchoUpstream;

@@ -1,0 +1,522 @@
+//! `TokenService`: stand-in for the Kubernetes API server's TokenRequest endpoint
+//! (`POST /api/v1/namespaces/{ns}/serviceaccounts/{sa}/token`) and an OAuth2
+//! client-credentials token endpoint (`POST /oauth2/token`).
+//!
+//! Processing order for a token route: record the request -> `fail_every_nth` ->
+//! behaviour pre-phase (`Hang`, `CloseConnection`, `Status`, `Delay`) -> client
+//! authentication (bearer / HTTP Basic) -> request validation -> issue (shaped by
+//! `Issue`/`Delay`/`Garbage`/`NoExpiry`/`PastExpiry`).
+
+use crate::encoding;
+use crate::http1::RawRequest;
+use crate::server::{interruptible_sleep, Reply, Server};
+use crate::time::{rfc3339, truncate_to_seconds, unix_seconds};
+use serde_json::{json, Value};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Default token lifetime.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// Longest time a `Hang` holds a request before closing the connection.
+pub const MAX_HANG: Duration = Duration::from_secs(120);
+/// The issuer written into JWT-shaped tokens.
+pub const JWT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// How the service answers token requests; switchable at runtime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Behavior {
+    /// Issue a token; the returned expiry is now + `lifetime`, whatever was requested.
+    Issue { lifetime: Duration },
+    /// Answer with this status (a Kubernetes `Status` object on the TokenRequest route,
+    /// `{"error":reason,"error_description":message}` on the OAuth2 route).
+    Status { code: u16, reason: String, message: String },
+    /// Read the request and never answer until the service stops (connection closed)
+    /// or the behaviour is changed (then the new behaviour answers). At most [`MAX_HANG`].
+    Hang,
+    /// Success status (201 / 200) with body `{not json`.
+    Garbage,
+    /// Success without `status.expirationTimestamp` (OAuth2: without `expires_in`).
+    /// The recorded `expires_at` is issued_at + 1 h.
+    NoExpiry,
+    /// Expiry one hour in the past (OAuth2: `expires_in: 0`).
+    PastExpiry,
+    /// Close the connection without answering.
+    CloseConnection,
+    /// Answer normally (as `Issue { lifetime }`) after `delay`.
+    Delay { delay: Duration, lifetime: Duration },
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Behavior::Issue { lifetime: DEFAULT_LIFETIME }
+    }
+}
+
+/// Which endpoint issued a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    TokenRequest,
+    OAuth2,
+}
+
+/// A token handed out by the service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub token: String,
+    pub issued_at: SystemTime,
+    /// Exactly the expiry that was written in the response (second precision).
+    pub expires_at: SystemTime,
+    /// `system:serviceaccount:<ns>:<sa>` or the OAuth2 client id.
+    pub subject: String,
+    /// Requested audiences (`spec.audiences`, or OAuth2 `audience` parameters).
+    pub audiences: Vec<String>,
+    pub source: TokenSource,
+}
+
+#[derive(Default)]
+struct State {
+    behavior: Behavior,
+    behavior_generation: u64,
+    required_bearer: Option<String>,
+    oauth_client: Option<(String, String)>,
+    jwt: bool,
+    fail_every_nth: Option<u32>,
+    nth_counter: u64,
+    requests: Vec<RawRequest>,
+    issued: Vec<IssuedToken>,
+    token_counter: u64,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub struct TokenService {
+    server: Server,
+    state: Arc<Mutex<State>>,
+}
+
+/// The TokenRequest path for a namespace and service account.
+pub fn token_request_path(namespace: &str, service_account: &str) -> String {
+    format!("/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token")
+}
+
+/// A well-formed TokenRequest body.
+pub fn token_request_body(audiences: &[&str], expiration_seconds: u64) -> Value {
+    json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": { "audiences": audiences, "expirationSeconds": expiration_seconds }
+    })
+}
+
+/// A Kubernetes `Status` failure object.
+pub fn k8s_status(code: u16, reason: &str, message: &str) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code
+    })
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    TokenRequest,
+    OAuth2,
+}
+
+impl TokenService {
+    /// Starts on a free port of 127.0.0.1. Panics if it cannot bind.
+    pub fn start() -> TokenService {
+        Self::start_on(0).expect("start TokenService")
+    }
+
+    /// Starts on `127.0.0.1:port` (0: any free port).
+    pub fn start_on(port: u16) -> io::Result<TokenService> {
+        let state: Arc<Mutex<State>> = Arc::default();
+        let st = state.clone();
+        let server = Server::start(port, Arc::new(move |req: &RawRequest, stop: &AtomicBool| handle(&st, req, stop)))?;
+        Ok(TokenService { server, state })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Every request received so far (any route), in order.
+    pub fn requests(&self) -> Vec<RawRequest> {
+        lock(&self.state).requests.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        lock(&self.state).requests.len()
+    }
+
+    /// Forgets recorded requests and issued tokens (configuration is kept).
+    pub fn clear(&self) {
+        let mut s = lock(&self.state);
+        s.requests.clear();
+        s.issued.clear();
+    }
+
+    pub fn set_behavior(&self, behavior: Behavior) {
+        let mut s = lock(&self.state);
+        s.behavior = behavior;
+        s.behavior_generation += 1;
+    }
+
+    pub fn behavior(&self) -> Behavior {
+        lock(&self.state).behavior.clone()
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the TokenRequest route (`None`: no check).
+    pub fn set_required_bearer(&self, bearer: Option<&str>) {
+        lock(&self.state).required_bearer = bearer.map(str::to_string);
+    }
+
+    /// Requires these client credentials on the OAuth2 route (HTTP Basic or
+    /// `client_id`/`client_secret` form fields). Without it any client is accepted.
+    pub fn set_oauth_client(&self, id: &str, secret: &str) {
+        lock(&self.state).oauth_client = Some((id.to_string(), secret.to_string()));
+    }
+
+    pub fn clear_oauth_client(&self) {
+        lock(&self.state).oauth_client = None;
+    }
+
+    /// Shape issued tokens as (unsigned-looking) JWTs: `header.payload.signature`.
+    pub fn set_jwt_tokens(&self, jwt: bool) {
+        lock(&self.state).jwt = jwt;
+    }
+
+    /// Every n-th token request from now on gets a 500 (`None`/`Some(0)`: off).
+    pub fn set_fail_every_nth(&self, n: Option<u32>) {
+        let mut s = lock(&self.state);
+        s.fail_every_nth = n.filter(|n| *n > 0);
+        s.nth_counter = 0;
+    }
+
+    /// Every token issued so far, in order.
+    pub fn issued(&self) -> Vec<IssuedToken> {
+        lock(&self.state).issued.clone()
+    }
+
+    /// The issued-token record for a token, if this service issued it.
+    pub fn find_issued(&self, token: &str) -> Option<IssuedToken> {
+        lock(&self.state).issued.iter().find(|t| t.token == token).cloned()
+    }
+
+    /// Whether `token` was issued by this service and is valid at `at`
+    /// (`issued_at` truncated to the second <= `at` < `expires_at`).
+    pub fn is_valid_at(&self, token: &str, at: SystemTime) -> bool {
+        self.find_issued(token)
+            .is_some_and(|t| truncate_to_seconds(t.issued_at) <= at && at < t.expires_at)
+    }
+
+    pub fn is_valid_now(&self, token: &str) -> bool {
+        self.is_valid_at(token, SystemTime::now())
+    }
+}
+
+fn handle(state: &Mutex<State>, req: &RawRequest, stop: &AtomicBool) -> Reply {
+    let (route, ns_sa) = {
+        let segs: Vec<&str> = req.path_only().split('/').collect();
+        match segs.as_slice() {
+            ["", "api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"] if !ns.is_empty() && !sa.is_empty() => {
+                (Some(Route::TokenRequest), Some((ns.to_string(), sa.to_string())))
+            }
+            ["", "oauth2", "token"] => (Some(Route::OAuth2), None),
+            _ => (None, None),
+        }
+    };
+    let fail_now = {
+        let mut s = lock(state);
+        s.requests.push(req.clone());
+        if route.is_some() {
+            s.nth_counter += 1;
+            s.fail_every_nth.is_some_and(|n| s.nth_counter.is_multiple_of(u64::from(n)))
+        } else {
+            false
+        }
+    };
+    let Some(route) = route else {
+        return Reply::json(404, &k8s_status(404, "NotFound", &format!("the server could not find the requested resource ({})", req.path_only())));
+    };
+    if req.method != "POST" {
+        let msg = format!("the server does not allow this method on the requested resource ({})", req.method);
+        return match route {
+            Route::TokenRequest => Reply::json(405, &k8s_status(405, "MethodNotAllowed", &msg)),
+            Route::OAuth2 => Reply::json(405, &json!({"error": "invalid_request", "error_description": msg})),
+        };
+    }
+    if fail_now {
+        return match route {
+            Route::TokenRequest => Reply::json(
+                500,
+                &k8s_status(500, "InternalError", "Internal error occurred: injected failure (fail_every_nth)"),
+            ),
+            Route::OAuth2 => Reply::json(500, &json!({"error": "server_error", "error_description": "injected failure (fail_every_nth)"})),
+        };
+    }
+
+    // Behaviour pre-phase.
+    let started = Instant::now();
+    let lifetime: Option<Duration>;
+    let behavior = loop {
+        let (behavior, generation) = {
+            let s = lock(state);
+            (s.behavior.clone(), s.behavior_generation)
+        };
+        match behavior {
+            Behavior::Hang => {
+                let remaining = MAX_HANG.saturating_sub(started.elapsed());
+                let changed = !interruptible_sleep(remaining, stop, || lock(state).behavior_generation == generation);
+                if stop.load(Ordering::SeqCst) || !changed {
+                    return Reply::Close;
+                }
+                continue; // behaviour changed: answer with the new one
+            }
+            Behavior::CloseConnection => return Reply::Close,
+            Behavior::Status { code, reason, message } => {
+                return match route {
+                    Route::TokenRequest => Reply::json(code, &k8s_status(code, &reason, &message)),
+                    Route::OAuth2 => Reply::json(code, &json!({"error": reason, "error_description": message})),
+                };
+            }
+            Behavior::Delay { delay, lifetime: l } => {
+                if !interruptible_sleep(delay, stop, || true) {
+                    return Reply::Close;
+                }
+                lifetime = Some(l);
+                break Behavior::Delay { delay, lifetime: l };
+            }
+            Behavior::Issue { lifetime: l } => {
+                lifetime = Some(l);
+                break behavior;
+            }
+            other => {
+                lifetime = None;
+                break other;
+            }
+        }
+    };
+    match route {
+        Route::TokenRequest => {
+            let (ns, sa) = ns_sa.unwrap_or_default();
+            token_request(state, req, &behavior, lifetime, &ns, &sa)
+        }
+        Route::OAuth2 => oauth2(state, req, &behavior, lifetime),
+    }
+}
+
+/// Token lifetime and whether the expiry is written, for a success-shaped behaviour.
+fn expiry_for(behavior: &Behavior, lifetime: Option<Duration>, now: SystemTime) -> SystemTime {
+    match behavior {
+        Behavior::PastExpiry => truncate_to_seconds(now - Duration::from_secs(3600)),
+        Behavior::NoExpiry => truncate_to_seconds(now + DEFAULT_LIFETIME),
+        _ => truncate_to_seconds(now + lifetime.unwrap_or(DEFAULT_LIFETIME)),
+    }
+}
+
+fn new_token(s: &mut State, subject: &str, audiences: &[String], now: SystemTime, expires: SystemTime) -> String {
+    s.token_counter += 1;
+    let id = format!("kha-{}-{:016x}", s.token_counter, random_u64());
+    if !s.jwt {
+        return id;
+    }
+    let header = json!({"alg": "RS256", "kid": "kha-test", "typ": "JWT"});
+    let payload = json!({
+        "iss": JWT_ISSUER,
+        "sub": subject,
+        "aud": audiences,
+        "iat": unix_seconds(now),
+        "nbf": unix_seconds(now),
+        "exp": unix_seconds(expires),
+        "jti": id,
+    });
+    let mut sig = Vec::with_capacity(32);
+    for _ in 0..4 {
+        sig.extend_from_slice(&random_u64().to_le_bytes());
+    }
+    format!(
+        "{}.{}.{}",
+        encoding::base64url_encode(header.to_string().as_bytes()),
+        encoding::base64url_encode(payload.to_string().as_bytes()),
+        encoding::base64url_encode(&sig)
+    )
+}
+
+fn bearer_of(req: &RawRequest) -> Option<String> {
+    let v = req.header_str("authorization")?;
+    let v = v.trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+}
+
+fn validate_token_request(req: &RawRequest) -> Result<(Value, Vec<String>), String> {
+    let v: Value = serde_json::from_slice(&req.body).map_err(|e| format!("the body of the request was in an unknown format: {e}"))?;
+    if v.get("apiVersion").and_then(Value::as_str) != Some("authentication.k8s.io/v1") {
+        return Err("apiVersion must be authentication.k8s.io/v1".into());
+    }
+    if v.get("kind").and_then(Value::as_str) != Some("TokenRequest") {
+        return Err("kind must be TokenRequest".into());
+    }
+    let spec = v.get("spec").filter(|s| s.is_object()).ok_or("spec is required")?;
+    let auds = spec
+        .get("audiences")
+        .and_then(Value::as_array)
+        .ok_or("spec.audiences must be a list of strings")?;
+    let audiences: Vec<String> = auds
+        .iter()
+        .map(|a| a.as_str().map(str::to_string))
+        .collect::<Option<_>>()
+        .ok_or("spec.audiences must be a list of strings")?;
+    match spec.get("expirationSeconds").and_then(Value::as_u64) {
+        Some(n) if n > 0 => {}
+        _ => return Err("spec.expirationSeconds must be a positive integer".into()),
+    }
+    Ok((spec.clone(), audiences))
+}
+
+fn json_reply(status: u16, body: Vec<u8>) -> Reply {
+    Reply::Respond {
+        status,
+        headers: vec![
+            ("content-type".into(), b"application/json".to_vec()),
+            ("cache-control".into(), b"no-cache, private".to_vec()),
+        ],
+        body,
+    }
+}
+
+fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, lifetime: Option<Duration>, ns: &str, sa: &str) -> Reply {
+    let required = lock(state).required_bearer.clone();
+    if let Some(required) = required {
+        if bearer_of(req).as_deref() != Some(required.as_str()) {
+            return Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"));
+        }
+    }
+    let (spec, audiences) = match validate_token_request(req) {
+        Ok(x) => x,
+        Err(msg) => return Reply::json(400, &k8s_status(400, "BadRequest", &msg)),
+    };
+    if *behavior == Behavior::Garbage {
+        return json_reply(201, b"{not json".to_vec());
+    }
+    let now = SystemTime::now();
+    let expires = expiry_for(behavior, lifetime, now);
+    let subject = format!("system:serviceaccount:{ns}:{sa}");
+    let token = {
+        let mut s = lock(state);
+        let token = new_token(&mut s, &subject, &audiences, now, expires);
+        s.issued.push(IssuedToken {
+            token: token.clone(),
+            issued_at: now,
+            expires_at: expires,
+            subject,
+            audiences,
+            source: TokenSource::TokenRequest,
+        });
+        token
+    };
+    let mut status = json!({ "token": token });
+    if *behavior != Behavior::NoExpiry {
+        status["expirationTimestamp"] = json!(rfc3339(expires));
+    }
+    let body = json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": { "name": sa, "namespace": ns, "creationTimestamp": rfc3339(now) },
+        "spec": spec,
+        "status": status,
+    });
+    json_reply(201, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+fn oauth_error(status: u16, error: &str) -> Reply {
+    let mut r = Reply::json(status, &json!({ "error": error }));
+    if status == 401 {
+        if let Reply::Respond { headers, .. } = &mut r {
+            headers.push(("www-authenticate".into(), b"Basic realm=\"kha-token-service\"".to_vec()));
+        }
+    }
+    r
+}
+
+fn basic_credentials(req: &RawRequest) -> Option<(String, String)> {
+    let v = req.header_str("authorization")?;
+    let (scheme, rest) = v.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = encoding::base64_decode(rest.trim())?;
+    let s = String::from_utf8(decoded).ok()?;
+    let (id, secret) = s.split_once(':')?;
+    // RFC 6749 section 2.3.1: id and secret are form-urlencoded before Basic encoding.
+    Some((encoding::form_decode(id), encoding::form_decode(secret)))
+}
+
+fn oauth2(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, lifetime: Option<Duration>) -> Reply {
+    let form = encoding::parse_form(&req.body);
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let presented = basic_credentials(req).or_else(|| Some((field("client_id")?, field("client_secret")?)));
+    let expected = lock(state).oauth_client.clone();
+    if let Some(expected) = &expected {
+        if presented.as_ref() != Some(expected) {
+            return oauth_error(401, "invalid_client");
+        }
+    }
+    match field("grant_type").as_deref() {
+        None | Some("") => return oauth_error(400, "invalid_request"),
+        Some("client_credentials") => {}
+        Some(_) => return oauth_error(400, "unsupported_grant_type"),
+    }
+    if *behavior == Behavior::Garbage {
+        return json_reply(200, b"{not json".to_vec());
+    }
+    let subject = presented.map(|(id, _)| id).or_else(|| field("client_id")).unwrap_or_else(|| "anonymous".into());
+    let audiences: Vec<String> = form.iter().filter(|(k, _)| k == "audience").map(|(_, v)| v.clone()).collect();
+    let now = SystemTime::now();
+    let expires = expiry_for(behavior, lifetime, now);
+    let token = {
+        let mut s = lock(state);
+        let token = new_token(&mut s, &subject, &audiences, now, expires);
+        s.issued.push(IssuedToken {
+            token: token.clone(),
+            issued_at: now,
+            expires_at: expires,
+            subject,
+            audiences,
+            source: TokenSource::OAuth2,
+        });
+        token
+    };
+    let mut body = json!({ "access_token": token, "token_type": "Bearer" });
+    match behavior {
+        Behavior::NoExpiry => {}
+        Behavior::PastExpiry => body["expires_in"] = json!(0),
+        _ => body["expires_in"] = json!(lifetime.unwrap_or(DEFAULT_LIFETIME).as_secs()),
+    }
+    let mut r = json_reply(200, serde_json::to_vec(&body).unwrap_or_default());
+    if let Reply::Respond { headers, .. } = &mut r {
+        headers.retain(|(n, _)| n != "cache-control");
+        headers.push(("cache-control".into(), b"no-store".to_vec()));
+    }
+    r
+}

@@ -1,0 +1,142 @@
+//! `EchoUpstream`: stand-in for Kiali. Records every request and echoes it back as JSON.
+
+use crate::http1::RawRequest;
+use crate::server::{Reply, Server};
+use serde_json::json;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+pub struct EchoUpstream {
+    // Declared first so it is dropped (threads joined) before the recording.
+    server: Server,
+    requests: Arc<Mutex<Vec<RawRequest>>>,
+}
+
+/// The JSON body the upstream answers with for `req`:
+/// `{"method":..,"path":..,"headers":[[name, value],...]}` (keys in that order; names as
+/// received, values lossily decoded as UTF-8).
+pub fn echo_body(req: &RawRequest) -> String {
+    let headers: Vec<serde_json::Value> = req
+        .headers
+        .iter()
+        .map(|(n, v)| json!([String::from_utf8_lossy(n), String::from_utf8_lossy(v)]))
+        .collect();
+    format!(
+        "{{\"method\":{},\"path\":{},\"headers\":{}}}",
+        json!(req.method),
+        json!(req.path),
+        serde_json::Value::Array(headers)
+    )
+}
+
+impl EchoUpstream {
+    /// Starts on a free port of 127.0.0.1. Panics if it cannot bind.
+    pub fn start() -> EchoUpstream {
+        Self::start_on(0).expect("start EchoUpstream")
+    }
+
+    /// Starts on `127.0.0.1:port` (0: any free port).
+    pub fn start_on(port: u16) -> io::Result<EchoUpstream> {
+        let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
+        let rec = requests.clone();
+        let server = Server::start(
+            port,
+            Arc::new(move |req: &RawRequest, _stop: &std::sync::atomic::AtomicBool| {
+                rec.lock().unwrap_or_else(|e| e.into_inner()).push(req.clone());
+                Reply::Respond {
+                    status: 200,
+                    headers: vec![("content-type".into(), b"application/json".to_vec())],
+                    body: echo_body(req).into_bytes(),
+                }
+            }),
+        )?;
+        Ok(EchoUpstream { server, requests })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RawRequest> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The most recent request, if any.
+    pub fn last(&self) -> Option<RawRequest> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).last().cloned()
+    }
+
+    pub fn clear(&self) {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{self, ClientRequest, Connection};
+    use std::time::Duration;
+
+    #[test]
+    fn echoes_and_records_raw_headers() {
+        let up = EchoUpstream::start();
+        let resp = client::send(
+            up.addr(),
+            &ClientRequest::get("/api/x?y=1")
+                .header("Impersonate-Group", "a")
+                .header("IMPERSONATE-GROUP", "b")
+                .header("X-Bin", [0xC3u8, 0x28, 0xFF]),
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-type").as_deref(), Some("application/json"));
+        assert!(resp.text().starts_with(r#"{"method":"GET","path":"/api/x?y=1","headers":[["Host","localhost"],"#), "{}", resp.text());
+        let v = resp.json();
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/api/x?y=1");
+        assert_eq!(v["headers"][1], json!(["Impersonate-Group", "a"]));
+        assert_eq!(v["headers"][2], json!(["IMPERSONATE-GROUP", "b"]));
+        assert_eq!(v["headers"][3][1], "\u{FFFD}(\u{FFFD}");
+        let reqs = up.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].headers_named("impersonate-group"), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(reqs[0].header("x-bin").unwrap(), vec![0xC3, 0x28, 0xFF]);
+        up.clear();
+        assert_eq!(up.count(), 0);
+    }
+
+    #[test]
+    fn keep_alive_and_malformed_input() {
+        let up = EchoUpstream::start();
+        let mut c = Connection::open(up.addr()).unwrap();
+        for i in 0..5 {
+            let r = c.send(&ClientRequest::post(&format!("/k{i}")).body(vec![b'x'; 100]));
+            assert_eq!(r.status, 200);
+        }
+        assert_eq!(c.connects(), 1);
+        assert_eq!(up.count(), 5);
+        assert_eq!(up.requests()[4].body.len(), 100);
+        // Garbage gets a 400 and a close, no panic, server keeps serving.
+        let raw = client::send_raw(up.addr(), b"\x00\x01garbage\r\n\r\n", Duration::from_secs(5)).unwrap();
+        assert!(raw.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&raw));
+        let raw = client::send_raw(up.addr(), b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", Duration::from_secs(5)).unwrap();
+        assert!(raw.is_empty());
+        assert_eq!(client::get(up.addr(), "/after").unwrap().status, 200);
+        assert_eq!(up.count(), 6);
+    }
+
+    #[test]
+    fn drop_releases_port() {
+        let up = EchoUpstream::start();
+        let addr = up.addr();
+        let _idle = std::net::TcpStream::connect(addr).unwrap();
+        drop(up);
+        assert!(std::net::TcpListener::bind(addr).is_ok() || client::get(addr, "/").is_err());
+    }
+}
