@@ -1,0 +1,142 @@
+//! Every Envoy bootstrap in the repository passes `envoy --mode validate` with the built wasm, and
+//! every plugin configuration in it passes the filter's own validator.
+
+use std::path::{Path, PathBuf};
+
+use kiali_header_auth::config::FilterConfig;
+
+/// Paths inside container images or pods, replaced by local files for validation.
+const CONTAINER_WASM: &str = "/etc/envoy/kiali_header_auth.wasm";
+const POD_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+fn envoy_bootstraps() -> Vec<PathBuf> {
+    let root = harness::paths::repo_root();
+    let mut found = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                    stack.push(path);
+                }
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if text.contains("static_resources:") {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn localised(path: &Path) -> PathBuf {
+    let root = harness::paths::repo_root();
+    let text = std::fs::read_to_string(path).unwrap();
+    let wasm = harness::paths::wasm_path();
+    let ca = root.join("tests/fixtures/test-ca.crt");
+    let text = text
+        .replace(CONTAINER_WASM, &wasm.to_string_lossy())
+        .replace(POD_CA, &ca.to_string_lossy())
+        .replace(
+            "target/wasm32-wasip1/release/kiali_header_auth.wasm",
+            &wasm.to_string_lossy(),
+        );
+    let out = std::env::temp_dir().join(format!(
+        "kha-validate-{}-{}.yaml",
+        std::process::id(),
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    let unique = out.with_extension(format!(
+        "{}.yaml",
+        path.parent().unwrap().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&unique, text).unwrap();
+    unique
+}
+
+fn plugin_configurations(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut found = Vec::new();
+    collect_plugin_configs(&yaml, &mut found);
+    found
+}
+
+fn collect_plugin_configs(value: &serde_yaml::Value, out: &mut Vec<String>) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            let is_wasm = map
+                .get("@type")
+                .and_then(|t| t.as_str())
+                .is_some_and(|t| t.ends_with("filters.http.wasm.v3.Wasm"));
+            if is_wasm {
+                let value = map
+                    .get("config")
+                    .and_then(|c| c.get("configuration"))
+                    .and_then(|c| c.get("value"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
+                out.push(value.to_string());
+            }
+            for (_, child) in map {
+                collect_plugin_configs(child, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => {
+            for child in items {
+                collect_plugin_configs(child, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_envoy_config_validates() {
+    let configs = envoy_bootstraps();
+    let root = harness::paths::repo_root();
+    assert!(
+        configs.iter().any(|p| p == &root.join("envoy.yaml")),
+        "envoy.yaml must be among {configs:?}"
+    );
+    for config in &configs {
+        let local = localised(config);
+        let result = harness::envoy::validate(&local);
+        let _ = std::fs::remove_file(&local);
+        if let Err(message) = result {
+            panic!("{} does not validate:\n{message}", config.display());
+        }
+        println!("validated {}", config.display());
+    }
+}
+
+#[test]
+fn every_embedded_plugin_configuration_is_valid() {
+    let mut checked = 0;
+    for config in envoy_bootstraps() {
+        for plugin in plugin_configurations(&config) {
+            if let Err(error) = FilterConfig::from_json(plugin.as_bytes()) {
+                panic!("{}: {error}", config.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn make_run_config_is_full_impersonation() {
+    let root = harness::paths::repo_root();
+    let plugins = plugin_configurations(&root.join("envoy.yaml"));
+    assert_eq!(plugins.len(), 1);
+    let config = FilterConfig::from_json(plugins[0].as_bytes()).unwrap();
+    assert_eq!(
+        config.mode(),
+        kiali_header_auth::config::Mode::FullImpersonation
+    );
+}
