@@ -71,6 +71,9 @@ pub fn parse(
             "no HTTP response from the token service (connection failed, reset, or timed out)",
         ));
     };
+    if let Some(error) = envoy_transport_failure(status, body) {
+        return Err(error);
+    }
     let (token, expiry_ms) = match kind {
         TokenSourceKind::KubernetesTokenRequest { .. } => parse_token_request(status, body)?,
         TokenSourceKind::OAuth2ClientCredentials { .. } => parse_oauth2(status, body, now_ms)?,
@@ -96,6 +99,28 @@ pub fn parse(
         token,
         expires_at_ms,
         expiry_source,
+    })
+}
+
+/// Envoy answers a callout it could not deliver (connection refused, reset, no healthy host,
+/// timeout) with a local 503/504 whose body says so; that is a transport failure, not the token
+/// service's answer.
+fn envoy_transport_failure(status: u16, body: &[u8]) -> Option<FetchError> {
+    const ENVOY_BODIES: [&[u8]; 3] = [
+        b"upstream connect error",
+        b"no healthy upstream",
+        b"upstream request timeout",
+    ];
+    let local = (status == 503 || status == 504)
+        && ENVOY_BODIES.iter().any(|prefix| body.starts_with(prefix));
+    local.then(|| {
+        FetchError::new(
+            FetchFailure::Transport,
+            format!(
+                "the token service could not be reached: Envoy answered {status} {}",
+                quote_for_log(body)
+            ),
+        )
     })
 }
 
@@ -125,7 +150,10 @@ fn parse_token_request(status: u16, body: &[u8]) -> Result<(String, Option<u64>)
                 quote_for_log(k8s.reason.unwrap_or_default().as_bytes()),
                 quote_for_log(k8s.message.unwrap_or_default().as_bytes())
             ),
-            Err(_) => format!("TokenRequest failed with HTTP {status} and no Kubernetes Status body"),
+            Err(_) => format!(
+                "TokenRequest failed with HTTP {status} and no Kubernetes Status body: {}",
+                quote_for_log(body)
+            ),
         };
         return Err(FetchError::new(FetchFailure::HttpStatus, detail));
     }

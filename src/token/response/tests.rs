@@ -116,3 +116,17 @@ fn oauth2_responses() {
     let err = parse(&oauth2(), Some(200), br#"{"token_type":"Bearer"}"#, NOW_MS).unwrap_err();
     assert_eq!(err.failure, FetchFailure::Malformed);
 }
+
+#[test]
+fn envoy_local_replies_are_transport_failures() {
+    let body = b"upstream connect error or disconnect/reset before headers. reset reason: connection failure";
+    for kind in [k8s(), oauth2()] {
+        let err = parse(&kind, Some(503), body, NOW_MS).unwrap_err();
+        assert_eq!(err.failure, FetchFailure::Transport);
+        assert!(err.detail.contains("could not be reached"), "{}", err.detail);
+        let err = parse(&kind, Some(504), b"upstream request timeout", NOW_MS).unwrap_err();
+        assert_eq!(err.failure, FetchFailure::Transport);
+    }
+    let err = parse(&k8s(), Some(503), b"service unavailable", NOW_MS).unwrap_err();
+    assert_eq!(err.failure, FetchFailure::HttpStatus);
+}

@@ -1,0 +1,333 @@
+//! Job 3 end to end: the ServiceAccount token is fetched once per Envoy process, shared by every
+//! worker, refreshed before it expires, injected in place of the client's `Authorization`, and
+//! its absence is a 503 `token_unavailable`, never a pass-through.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use common::*;
+use harness::{Behavior, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService};
+
+const BOOTSTRAP: &str = "bootstrap-bearer-for-tests";
+const TOKEN_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local";
+
+fn k8s_config(extra: &str) -> String {
+    format!(
+        r#"{{"identity":{{"preset":"oauth2-proxy"}},
+            "token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}",
+              "namespace":"kiali-auth","service_account":"kiali-impersonator",
+              "audiences":["https://kubernetes.default.svc"],"expiration_seconds":600,
+              "credential_env":"TOKEN_REQUESTER_BEARER","timeout_ms":500,
+              "retry_initial_ms":100,"retry_max_ms":400}}{extra}}}"#
+    )
+}
+
+struct Setup {
+    upstream: EchoUpstream,
+    tokens: TokenService,
+    envoy: Envoy,
+}
+
+fn start(plugin_config: &str, tokens: TokenService, workers: u32) -> Setup {
+    let upstream = EchoUpstream::start();
+    let config = EnvoyConfig::proxy(upstream.addr())
+        .concurrency(workers)
+        .token_cluster(TOKEN_CLUSTER, tokens.addr())
+        .filter(Filter::Wasm {
+            plugin_config: plugin_config.to_string(),
+            vm_env: vec![("TOKEN_REQUESTER_BEARER".to_string(), BOOTSTRAP.to_string())],
+            fail_open: false,
+        });
+    let envoy = Envoy::start(&config);
+    Setup {
+        upstream,
+        tokens,
+        envoy,
+    }
+}
+
+fn token_service(behavior: Behavior) -> TokenService {
+    let tokens = TokenService::start();
+    tokens.set_required_bearer(Some(BOOTSTRAP));
+    tokens.set_behavior(behavior);
+    tokens
+}
+
+fn user(name: &str) -> ClientRequest {
+    ClientRequest::get("/api/namespaces")
+        .header("X-Forwarded-User", name)
+        .header("X-Forwarded-Groups", "dev")
+}
+
+fn bearer_of(request: &harness::RawRequest) -> String {
+    let values = text_values(request, "authorization");
+    assert_eq!(values.len(), 1, "exactly one Authorization: {values:?}");
+    values[0]
+        .strip_prefix("Bearer ")
+        .unwrap_or_else(|| panic!("not a bearer: {}", values[0]))
+        .to_string()
+}
+
+#[test]
+fn injects_the_issued_token_and_sends_a_proper_token_request() {
+    let s = start(&k8s_config(""), token_service(Behavior::default()), 2);
+    let request = user("alice")
+        .header("Authorization", "Bearer client-chosen-token")
+        .header("Authorization", "Bearer second-client-token");
+    for _ in 0..10 {
+        let response = send(&s.envoy, &request);
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let issued = s.tokens.issued();
+    assert_eq!(issued.len(), 1, "one fetch per Envoy process");
+    for seen in s.upstream.requests() {
+        assert_eq!(bearer_of(&seen), issued[0].token);
+        assert_eq!(text_values(&seen, "impersonate-user"), vec!["alice"]);
+    }
+
+    let calls = s.tokens.requests();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.method, "POST");
+    assert_eq!(
+        call.path,
+        "/api/v1/namespaces/kiali-auth/serviceaccounts/kiali-impersonator/token"
+    );
+    assert_eq!(
+        text_values(call, "authorization"),
+        vec![format!("Bearer {BOOTSTRAP}")]
+    );
+    assert_eq!(text_values(call, "content-type"), vec!["application/json"]);
+    assert_eq!(text_values(call, "host"), vec!["kubernetes.default.svc"]);
+    let body: serde_json::Value = serde_json::from_slice(&call.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest",
+            "spec":{"audiences":["https://kubernetes.default.svc"],"expirationSeconds":600}})
+    );
+    assert_eq!(issued[0].subject, "system:serviceaccount:kiali-auth:kiali-impersonator");
+    assert_eq!(wait_stat(&s.envoy, "token_fetch.success", 1), 1);
+    assert!(stat(&s.envoy, "token_seconds_to_expiry") > 3000);
+}
+
+#[test]
+fn cold_start_burst_of_200_requests_causes_exactly_one_fetch() {
+    let tokens = token_service(Behavior::Delay {
+        delay: Duration::from_millis(300),
+        lifetime: Duration::from_secs(3600),
+    });
+    let s = start(&k8s_config(""), tokens, 2);
+    let addr = s.envoy.addr();
+    let barrier = Arc::new(Barrier::new(200));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..200)
+        .map(|index| {
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let begin = Instant::now();
+                let response = harness::client::send(addr, &user(&format!("user{index}")))
+                    .expect("request");
+                (response.status, begin.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Duration)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let slowest = results.iter().map(|(_, d)| *d).max().unwrap();
+    assert!(
+        results.iter().all(|(status, _)| *status == 200),
+        "statuses: {:?}",
+        results.iter().map(|(s, _)| *s).collect::<Vec<_>>()
+    );
+    assert_eq!(s.tokens.count(), 1, "exactly one token fetch for 200 cold requests");
+    let token = s.tokens.issued()[0].token.clone();
+    let forwarded = s.upstream.requests();
+    assert_eq!(forwarded.len(), 200);
+    assert!(forwarded.iter().all(|r| bearer_of(r) == token));
+    let paused = wait_stat(&s.envoy, "requests_resumed_total", 1);
+    println!(
+        "cold start: 200 requests, {} token fetch, {paused} waited for it, slowest {:?} (token service delay 300 ms), burst took {:?}",
+        s.tokens.count(),
+        slowest,
+        started.elapsed()
+    );
+    assert_eq!(stat(&s.envoy, "requests_paused_total"), stat(&s.envoy, "requests_resumed_total"));
+    assert_eq!(stat(&s.envoy, "requests_waiting"), 0);
+}
+
+#[test]
+fn short_lived_tokens_are_refreshed_before_expiry_while_traffic_flows() {
+    let tokens = token_service(Behavior::Issue {
+        lifetime: Duration::from_secs(3),
+    });
+    let s = start(&k8s_config(""), tokens, 2);
+    wait_stat(&s.envoy, "token_fetch.success", 1);
+    let addr = s.envoy.addr();
+    let run_for = Duration::from_secs(8);
+    let clients: Vec<_> = (0..4)
+        .map(|index| {
+            std::thread::spawn(move || {
+                let mut connection = harness::Connection::open(addr).unwrap();
+                let request = user(&format!("u{index}")).keep_alive(true);
+                let begin = Instant::now();
+                let mut statuses = Vec::new();
+                while begin.elapsed() < run_for {
+                    statuses.push(connection.send(&request).status);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "non-200 among {statuses:?}");
+
+    let forwarded = s.upstream.requests();
+    assert_eq!(forwarded.len(), statuses.len());
+    let mut distinct = std::collections::BTreeSet::new();
+    for request in &forwarded {
+        let token = bearer_of(request);
+        assert!(
+            s.tokens.is_valid_at(&token, request.received_at),
+            "the upstream received a token that was expired or never issued"
+        );
+        distinct.insert(token);
+    }
+    let fetches = s.tokens.count();
+    println!(
+        "3 s tokens over 8 s: {} requests, {} fetches, {} distinct tokens used, paused {}",
+        forwarded.len(),
+        fetches,
+        distinct.len(),
+        stat(&s.envoy, "requests_paused_total")
+    );
+    assert!(distinct.len() >= 3, "tokens were refreshed: {}", distinct.len());
+    assert!((3..=8).contains(&fetches), "one fetch per token lifetime, got {fetches}");
+    assert_eq!(stat(&s.envoy, "requests_paused_total"), 0, "no request waited");
+}
+
+fn assert_unavailable_then_recovers(fault: Behavior, label: &str) {
+    let tokens = token_service(fault);
+    let s = start(&k8s_config(r#","max_request_wait_ms":800"#), tokens, 2);
+    let begin = Instant::now();
+    let response = send(&s.envoy, &user("alice").header("Authorization", "Bearer client"));
+    let waited = begin.elapsed();
+    assert_refused(&response, 503, "token_unavailable");
+    assert_eq!(response.header("retry-after").as_deref(), Some("1"), "{label}");
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_millis(2500),
+        "{label}: answered after {waited:?}"
+    );
+    assert_eq!(s.upstream.count(), 0, "{label}: nothing reached the upstream");
+
+    s.tokens.set_behavior(Behavior::default());
+    let recovered = eventually(Duration::from_secs(10), || {
+        send(&s.envoy, &user("alice")).status == 200
+    });
+    assert!(recovered, "{label}: no recovery\n{}", s.envoy.log());
+    let token = s.tokens.issued().last().unwrap().token.clone();
+    assert_eq!(bearer_of(&s.upstream.last().unwrap()), token);
+    assert!(stat(&s.envoy, "refused.token_unavailable") >= 1);
+    println!("{label}: 503 after {waited:?}, recovered without restart");
+}
+
+#[test]
+fn token_service_closing_connections() {
+    assert_unavailable_then_recovers(Behavior::CloseConnection, "connection closed");
+}
+
+#[test]
+fn token_service_hanging_past_the_timeout() {
+    assert_unavailable_then_recovers(Behavior::Hang, "hang");
+}
+
+#[test]
+fn token_service_answering_garbage() {
+    assert_unavailable_then_recovers(Behavior::Garbage, "garbage");
+}
+
+#[test]
+fn token_service_answering_errors_and_expired_tokens() {
+    assert_unavailable_then_recovers(
+        Behavior::Status {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "serviceaccounts \"kiali-impersonator\" is forbidden".into(),
+        },
+        "403 Status",
+    );
+    assert_unavailable_then_recovers(Behavior::PastExpiry, "expiry in the past");
+}
+
+#[test]
+fn token_service_refusing_connections() {
+    let port = harness::ports::free_port();
+    let upstream = EchoUpstream::start();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let config = EnvoyConfig::proxy(upstream.addr())
+        .concurrency(2)
+        .token_cluster(TOKEN_CLUSTER, addr)
+        .filter(Filter::Wasm {
+            plugin_config: k8s_config(r#","max_request_wait_ms":500"#),
+            vm_env: vec![("TOKEN_REQUESTER_BEARER".to_string(), BOOTSTRAP.to_string())],
+            fail_open: false,
+        });
+    let envoy = Envoy::start(&config);
+    assert_refused(&send(&envoy, &user("alice")), 503, "token_unavailable");
+    assert!(wait_stat(&envoy, "token_fetch.failure.transport", 1) >= 1);
+    let tokens = TokenService::start_on(port).expect("port still free");
+    tokens.set_required_bearer(Some(BOOTSTRAP));
+    assert!(eventually(Duration::from_secs(10), || send(&envoy, &user("a")).status == 200));
+    assert_eq!(upstream.count(), 1);
+    assert!(envoy.log().contains("failed (transport)"));
+}
+
+#[test]
+fn a_waiting_request_reset_by_its_client_is_forgotten() {
+    let s = start(&k8s_config(""), token_service(Behavior::Hang), 1);
+    let raw = user("alice").to_bytes();
+    // The client gives up after 300 ms while its request waits for a token.
+    let _ = harness::client::send_raw(s.envoy.addr(), &raw, Duration::from_millis(300));
+    assert!(eventually(Duration::from_secs(3), || {
+        stat(&s.envoy, "requests_paused_total") == 1 && stat(&s.envoy, "requests_waiting") == 0
+    }), "{:?}", filter_stats(&s.envoy));
+    s.tokens.set_behavior(Behavior::default());
+    assert!(eventually(Duration::from_secs(10), || send(&s.envoy, &user("bob")).status == 200));
+    let forwarded = s.upstream.requests();
+    assert!(forwarded.iter().all(|r| text_values(r, "impersonate-user") == vec!["bob"]));
+}
+
+#[test]
+fn oauth2_client_credentials_source() {
+    let tokens = TokenService::start();
+    tokens.set_oauth_client("kiali-impersonator", "s3cret:with/odd chars");
+    let upstream = EchoUpstream::start();
+    let plugin = format!(
+        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{"type":"oauth2_client_credentials",
+            "cluster":"idp","authority":"idp.example","token_path":"/oauth2/token",
+            "client_id":"kiali-impersonator","client_secret_env":"CLIENT_SECRET","scope":"k8s",
+            "audience":"kubernetes"}}}}"#
+    );
+    let config = EnvoyConfig::proxy(upstream.addr())
+        .concurrency(2)
+        .token_cluster("idp", tokens.addr())
+        .filter(Filter::Wasm {
+            plugin_config: plugin,
+            vm_env: vec![("CLIENT_SECRET".to_string(), "s3cret:with/odd chars".to_string())],
+            fail_open: false,
+        });
+    let envoy = Envoy::start(&config);
+    assert_eq!(send(&envoy, &user("alice")).status, 200);
+    let issued = tokens.issued();
+    assert_eq!(issued.len(), 1);
+    assert_eq!(bearer_of(&upstream.last().unwrap()), issued[0].token);
+    assert_eq!(issued[0].audiences, vec!["kubernetes"]);
+    let call = &tokens.requests()[0];
+    assert_eq!(call.path, "/oauth2/token");
+    assert!(text_values(call, "authorization")[0].starts_with("Basic "));
+    let form = String::from_utf8(call.body.clone()).unwrap();
+    assert!(form.contains("grant_type=client_credentials"), "{form}");
+    assert!(form.contains("scope=k8s"), "{form}");
+}
