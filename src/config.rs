@@ -112,35 +112,34 @@ struct RawTrustedPeers {
     source_cidrs: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum RawTokenSource {
-    KubernetesTokenRequest {
-        cluster: String,
-        authority: Option<String>,
-        namespace: String,
-        service_account: String,
-        #[serde(default)]
-        audiences: Vec<String>,
-        expiration_seconds: Option<u64>,
-        credential_env: Option<String>,
-        timeout_ms: Option<u64>,
-        retry_initial_ms: Option<u64>,
-        retry_max_ms: Option<u64>,
-    },
-    Oauth2ClientCredentials {
-        cluster: String,
-        authority: String,
-        token_path: String,
-        client_id: String,
-        client_secret_env: String,
-        scope: Option<String>,
-        audience: Option<String>,
-        timeout_ms: Option<u64>,
-        retry_initial_ms: Option<u64>,
-        retry_max_ms: Option<u64>,
-    },
+/// Both source types in one flat struct: serde's tagged enums buffer the whole object and add
+/// tens of KB to the wasm. Which fields belong to which `type` is checked in
+/// `compile_token_source`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenSource {
+    #[serde(rename = "type")]
+    source_type: Option<String>,
+    cluster: Option<String>,
+    authority: Option<String>,
+    timeout_ms: Option<u64>,
+    retry_initial_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+    // kubernetes_token_request
+    namespace: Option<String>,
+    service_account: Option<String>,
+    audiences: Option<Vec<String>>,
+    expiration_seconds: Option<u64>,
+    credential_env: Option<String>,
+    // oauth2_client_credentials
+    token_path: Option<String>,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+    scope: Option<String>,
+    audience: Option<String>,
 }
+
+pub const TOKEN_SOURCE_TYPES: &[&str] = &["kubernetes_token_request", "oauth2_client_credentials"];
 
 // ---------------------------------------------------------------------------------------------
 // The validated configuration.
@@ -261,29 +260,39 @@ impl FilterConfig {
         let raw: RawConfig = if bytes.iter().all(u8::is_ascii_whitespace) {
             RawConfig::default()
         } else {
-            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-            let raw = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-                let path = error.path().to_string();
-                let field = if path == "." { String::new() } else { path };
-                ConfigError::new(field, describe_serde_error(error.inner()))
-            })?;
-            deserializer.end().map_err(|error| {
-                ConfigError::new("", format!("trailing characters after the JSON object: {error}"))
-            })?;
-            raw
+            serde_json::from_slice::<RawConfig>(bytes)
+                .map_err(|error| serde_error(bytes, &error))?
         };
         compile(raw)
     }
 }
 
-fn describe_serde_error(error: &serde_json::Error) -> String {
+/// Names the field a serde error is about, from the position serde reports.
+fn serde_error(bytes: &[u8], error: &serde_json::Error) -> ConfigError {
     let text = error.to_string();
-    // serde appends " at line L column C"; keep it, it helps locate the mistake.
-    if text.starts_with("unknown field") {
+    if error.classify() != serde_json::error::Category::Data {
+        return ConfigError::new("", format!("not valid JSON: {text}"));
+    }
+    let offset = crate::json_path::offset_of(bytes, error.line(), error.column());
+    let mut field = crate::json_path::path_at(bytes, offset);
+    // "missing field `x`" is reported at the end of the object that lacks it.
+    if let Some(missing) = backticked(&text, "missing field `") {
+        if !field.is_empty() {
+            field.push('.');
+        }
+        field.push_str(missing);
+    }
+    let message = if text.starts_with("unknown field") {
         format!("{text}; remove it or fix its spelling (see the configuration reference in README.md)")
     } else {
         text
-    }
+    };
+    ConfigError::new(field, message)
+}
+
+fn backticked<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
+    let rest = text.strip_prefix(prefix)?;
+    rest.split('`').next()
 }
 
 fn compile(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
@@ -453,9 +462,9 @@ fn compile_identity(raw: RawIdentity) -> Result<IdentityConfig, ConfigError> {
                 "an extra key must be non-empty and free of control characters",
             ));
         }
-        // The API server lowercases extra keys; doing it here keeps what we log equal to what
-        // Kubernetes will see.
-        let key = key.to_lowercase();
+        // The API server lowercases the *encoded* key (strings.ToLower before PathUnescape), so
+        // only ASCII letters change; non-ASCII travels percent-encoded and keeps its case.
+        let key = key.to_ascii_lowercase();
         let source_header = header_name(&field, &header)?;
         let output_header = format!("impersonate-extra-{}", encode_extra_key(&key));
         if extras.iter().any(|e: &ExtraMapping| e.key == key) {
@@ -615,106 +624,136 @@ fn compile_trusted_peers(raw: RawTrustedPeers) -> Result<TrustedPeers, ConfigErr
 }
 
 fn compile_token_source(raw: RawTokenSource) -> Result<TokenSourceConfig, ConfigError> {
-    match raw {
-        RawTokenSource::KubernetesTokenRequest {
-            cluster,
-            authority,
-            namespace,
-            service_account,
-            audiences,
-            expiration_seconds,
-            credential_env,
-            timeout_ms,
-            retry_initial_ms,
-            retry_max_ms,
-        } => {
-            let cluster = non_empty("token_source.cluster", cluster)?;
-            let authority = non_empty(
-                "token_source.authority",
-                authority.unwrap_or_else(|| DEFAULT_KUBERNETES_AUTHORITY.to_string()),
-            )?;
-            let namespace = dns_label("token_source.namespace", namespace)?;
-            let service_account = dns_subdomain("token_source.service_account", service_account)?;
-            for (index, audience) in audiences.iter().enumerate() {
-                if audience.trim().is_empty() {
-                    return Err(ConfigError::new(
-                        format!("token_source.audiences[{index}]"),
-                        "an audience must be non-empty; leave the list empty for the API server's default audience",
-                    ));
-                }
-            }
-            let expiration_seconds =
-                expiration_seconds.unwrap_or(DEFAULT_TOKEN_REQUEST_EXPIRATION_SECONDS);
-            if !(MIN_TOKEN_REQUEST_EXPIRATION_SECONDS..=u64::from(u32::MAX))
-                .contains(&expiration_seconds)
-            {
+    let source_type = raw.source_type.clone().ok_or_else(|| {
+        ConfigError::new(
+            "token_source.type",
+            format!("is required: one of {}", TOKEN_SOURCE_TYPES.join(", ")),
+        )
+    })?;
+    let kubernetes = source_type == "kubernetes_token_request";
+    if !kubernetes && source_type != "oauth2_client_credentials" {
+        return Err(ConfigError::new(
+            "token_source.type",
+            format!(
+                "unknown token source type {source_type:?}; use one of {}",
+                TOKEN_SOURCE_TYPES.join(", ")
+            ),
+        ));
+    }
+    let foreign: [(&str, bool); 5] = if kubernetes {
+        [
+            ("token_path", raw.token_path.is_some()),
+            ("client_id", raw.client_id.is_some()),
+            ("client_secret_env", raw.client_secret_env.is_some()),
+            ("scope", raw.scope.is_some()),
+            ("audience", raw.audience.is_some()),
+        ]
+    } else {
+        [
+            ("namespace", raw.namespace.is_some()),
+            ("service_account", raw.service_account.is_some()),
+            ("audiences", raw.audiences.is_some()),
+            ("expiration_seconds", raw.expiration_seconds.is_some()),
+            ("credential_env", raw.credential_env.is_some()),
+        ]
+    };
+    if let Some((name, _)) = foreign.iter().find(|(_, present)| *present) {
+        return Err(ConfigError::new(
+            format!("token_source.{name}"),
+            format!("is not a field of token source type {source_type:?}; remove it"),
+        ));
+    }
+    let required = |field: &str, value: Option<String>| -> Result<String, ConfigError> {
+        let value = value.ok_or_else(|| {
+            ConfigError::new(
+                format!("token_source.{field}"),
+                format!("is required for token source type {source_type:?}"),
+            )
+        })?;
+        non_empty(&format!("token_source.{field}"), value)
+    };
+    let cluster = required("cluster", raw.cluster)?;
+    let (timeout, retry_initial, retry_max) =
+        callout_timings(raw.timeout_ms, raw.retry_initial_ms, raw.retry_max_ms)?;
+
+    if kubernetes {
+        let authority = non_empty(
+            "token_source.authority",
+            raw.authority
+                .unwrap_or_else(|| DEFAULT_KUBERNETES_AUTHORITY.to_string()),
+        )?;
+        let namespace = dns_label("token_source.namespace", required("namespace", raw.namespace)?)?;
+        let service_account = dns_subdomain(
+            "token_source.service_account",
+            required("service_account", raw.service_account)?,
+        )?;
+        let audiences = raw.audiences.unwrap_or_default();
+        for (index, audience) in audiences.iter().enumerate() {
+            if audience.trim().is_empty() {
                 return Err(ConfigError::new(
-                    "token_source.expiration_seconds",
-                    format!(
-                        "must be at least {MIN_TOKEN_REQUEST_EXPIRATION_SECONDS} (the API server's minimum) (got {expiration_seconds})"
-                    ),
+                    format!("token_source.audiences[{index}]"),
+                    "an audience must be non-empty; leave the list empty for the API server's default audience",
                 ));
             }
-            let credential_env = credential_env
-                .map(|name| env_name("token_source.credential_env", name))
-                .transpose()?;
-            let (timeout, retry_initial, retry_max) =
-                callout_timings(timeout_ms, retry_initial_ms, retry_max_ms)?;
-            Ok(TokenSourceConfig {
-                cluster,
-                authority,
-                timeout,
-                retry_initial,
-                retry_max,
-                kind: TokenSourceKind::KubernetesTokenRequest {
-                    namespace,
-                    service_account,
-                    audiences,
-                    expiration_seconds,
-                    credential_env,
-                },
-            })
         }
-        RawTokenSource::Oauth2ClientCredentials {
+        let expiration_seconds = raw
+            .expiration_seconds
+            .unwrap_or(DEFAULT_TOKEN_REQUEST_EXPIRATION_SECONDS);
+        if !(MIN_TOKEN_REQUEST_EXPIRATION_SECONDS..=u64::from(u32::MAX)).contains(&expiration_seconds) {
+            return Err(ConfigError::new(
+                "token_source.expiration_seconds",
+                format!(
+                    "must be at least {MIN_TOKEN_REQUEST_EXPIRATION_SECONDS} (the API server's minimum) (got {expiration_seconds})"
+                ),
+            ));
+        }
+        let credential_env = raw
+            .credential_env
+            .map(|name| env_name("token_source.credential_env", name))
+            .transpose()?;
+        return Ok(TokenSourceConfig {
             cluster,
             authority,
+            timeout,
+            retry_initial,
+            retry_max,
+            kind: TokenSourceKind::KubernetesTokenRequest {
+                namespace,
+                service_account,
+                audiences,
+                expiration_seconds,
+                credential_env,
+            },
+        });
+    }
+
+    let authority = required("authority", raw.authority)?;
+    let token_path = required("token_path", raw.token_path)?;
+    if !token_path.starts_with('/') || token_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(ConfigError::new(
+            "token_source.token_path",
+            "must be an absolute path such as /realms/kiali/protocol/openid-connect/token",
+        ));
+    }
+    let client_id = required("client_id", raw.client_id)?;
+    let client_secret_env = env_name(
+        "token_source.client_secret_env",
+        required("client_secret_env", raw.client_secret_env)?,
+    )?;
+    Ok(TokenSourceConfig {
+        cluster,
+        authority,
+        timeout,
+        retry_initial,
+        retry_max,
+        kind: TokenSourceKind::OAuth2ClientCredentials {
             token_path,
             client_id,
             client_secret_env,
-            scope,
-            audience,
-            timeout_ms,
-            retry_initial_ms,
-            retry_max_ms,
-        } => {
-            let cluster = non_empty("token_source.cluster", cluster)?;
-            let authority = non_empty("token_source.authority", authority)?;
-            if !token_path.starts_with('/') || token_path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                return Err(ConfigError::new(
-                    "token_source.token_path",
-                    "must be an absolute path such as /realms/kiali/protocol/openid-connect/token",
-                ));
-            }
-            let client_id = non_empty("token_source.client_id", client_id)?;
-            let client_secret_env = env_name("token_source.client_secret_env", client_secret_env)?;
-            let (timeout, retry_initial, retry_max) =
-                callout_timings(timeout_ms, retry_initial_ms, retry_max_ms)?;
-            Ok(TokenSourceConfig {
-                cluster,
-                authority,
-                timeout,
-                retry_initial,
-                retry_max,
-                kind: TokenSourceKind::OAuth2ClientCredentials {
-                    token_path,
-                    client_id,
-                    client_secret_env,
-                    scope: scope.filter(|s| !s.is_empty()),
-                    audience: audience.filter(|s| !s.is_empty()),
-                },
-            })
-        }
-    }
+            scope: raw.scope.filter(|s| !s.is_empty()),
+            audience: raw.audience.filter(|s| !s.is_empty()),
+        },
+    })
 }
 
 fn callout_timings(

@@ -29,7 +29,7 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// The inverse, as the API server applies it (lowercase, then percent-decode); used by tests to
 /// prove the round trip.
 pub fn decode_extra_key_like_apiserver(suffix: &str) -> Option<String> {
-    let lower = suffix.to_lowercase();
+    let lower = suffix.to_ascii_lowercase();
     let bytes = lower.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -61,6 +61,7 @@ mod tests {
             ("100%", "100%25"),
             ("key:with:colons", "key%3Awith%3Acolons"),
             ("ünï", "%C3%BCn%C3%AF"),
+            ("Ü", "%C3%9C"),
             ("a\"b", "a%22b"),
             ("tilde~pipe|", "tilde~pipe|"),
             ("(x)", "%28x%29"),
@@ -73,7 +74,7 @@ mod tests {
 
     #[test]
     fn apiserver_decoding_round_trips_lowercase_keys() {
-        for key in ["email", "acme.com/project", "100%", "a b/c", "ünï", "x%2fy"] {
+        for key in ["email", "acme.com/project", "100%", "a b/c", "ünï", "Ü", "x%2fy"] {
             let encoded = encode_extra_key(key);
             assert!(encoded.bytes().all(is_token_byte), "{encoded} is a legal header name");
             assert_eq!(decode_extra_key_like_apiserver(&encoded).as_deref(), Some(key));

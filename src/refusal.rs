@@ -59,8 +59,16 @@ impl Refusal {
 
     /// `{"error": "...", "reason": "..."}`
     pub fn json_body(&self) -> String {
-        let body = serde_json::json!({ "error": self.detail, "reason": self.reason.as_str() });
-        body.to_string()
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            reason: &'a str,
+        }
+        serde_json::to_string(&Body {
+            error: &self.detail,
+            reason: self.reason.as_str(),
+        })
+        .unwrap_or_default()
     }
 }
 

@@ -43,20 +43,17 @@ fn localised(path: &Path) -> PathBuf {
         .replace(CONTAINER_WASM, &wasm.to_string_lossy())
         .replace(POD_CA, &ca.to_string_lossy())
         .replace(
-            "target/wasm32-wasip1/release/kiali_header_auth.wasm",
-            &wasm.to_string_lossy(),
+            "filename: target/wasm32-wasip1/release/kiali_header_auth.wasm",
+            &format!("filename: {}", wasm.to_string_lossy()),
         );
+    let relative = path.strip_prefix(&root).unwrap_or(path);
     let out = std::env::temp_dir().join(format!(
-        "kha-validate-{}-{}.yaml",
+        "kha-validate-{}-{}",
         std::process::id(),
-        path.file_name().unwrap().to_string_lossy()
+        relative.to_string_lossy().replace('/', "_")
     ));
-    let unique = out.with_extension(format!(
-        "{}.yaml",
-        path.parent().unwrap().file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&unique, text).unwrap();
-    unique
+    std::fs::write(&out, text).unwrap();
+    out
 }
 
 fn plugin_configurations(path: &Path) -> Vec<String> {
@@ -104,6 +101,9 @@ fn every_envoy_config_validates() {
         configs.iter().any(|p| p == &root.join("envoy.yaml")),
         "envoy.yaml must be among {configs:?}"
     );
+    // Production configs pass the bootstrap credential from Envoy's own environment
+    // (`host_env_keys`); the plugin refuses to start without it, even in validate mode.
+    std::env::set_var("TOKEN_REQUESTER_BEARER", "validation-only");
     for config in &configs {
         let local = localised(config);
         let result = harness::envoy::validate(&local);

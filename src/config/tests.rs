@@ -246,3 +246,34 @@ fn issue_example_configuration_is_valid() {
     assert_eq!(config.mode(), Mode::FullImpersonation);
     assert!(config.trusted_peers.is_some());
 }
+
+#[test]
+fn fields_of_the_other_source_type_are_rejected() {
+    let err = error(&format!(
+        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{{K8S},"client_id":"x"}}}}"#
+    ));
+    assert_eq!(err.field, "token_source.client_id");
+    let err = error(
+        r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"oauth2_client_credentials",
+            "cluster":"idp","authority":"a","token_path":"/t","client_id":"c","client_secret_env":"S",
+            "namespace":"n"}}"#,
+    );
+    assert_eq!(err.field, "token_source.namespace");
+    let err = error(r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"cluster":"c"}}"#);
+    assert_eq!(err.field, "token_source.type");
+    let err = error(
+        r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"kubernetes_token_request","cluster":"c","namespace":"n"}}"#,
+    );
+    assert_eq!(err.field, "token_source.service_account");
+}
+
+#[test]
+fn missing_fields_and_nested_type_errors_name_the_path() {
+    let err = error(r#"{"trusted_peers":{"source_cidrs":["10.0.0.0/8", 7]}}"#);
+    assert_eq!(err.field, "trusted_peers.source_cidrs[1]");
+    let err = error("{\n  \"identity\": {\n    \"static_groups\": \"dev\"\n  }\n}");
+    assert_eq!(err.field, "identity.static_groups");
+    let err = error(r#"{"identity": {"preset": "oauth2-proxy"}"#);
+    assert_eq!(err.field, "");
+    assert!(err.message.contains("not valid JSON"), "{err}");
+}

@@ -4,6 +4,12 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
+#[derive(serde::Deserialize)]
+struct Claims {
+    /// NumericDate: seconds, possibly with a fraction (RFC 7519 section 2).
+    exp: Option<f64>,
+}
+
 /// The `exp` claim in seconds since the epoch, if `token` is a JWT that has one.
 pub fn expiry_seconds(token: &str) -> Option<u64> {
     let mut parts = token.split('.');
@@ -14,13 +20,9 @@ pub fn expiry_seconds(token: &str) -> Option<u64> {
     let decoded = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&decoded).ok()?;
-    match claims.get("exp")? {
-        serde_json::Value::Number(number) => number
-            .as_u64()
-            .or_else(|| number.as_f64().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64)),
-        _ => None,
-    }
+    let claims: Claims = serde_json::from_slice(&decoded).ok()?;
+    let exp = claims.exp?;
+    (exp.is_finite() && exp >= 0.0).then_some(exp as u64)
 }
 
 #[cfg(test)]

@@ -53,16 +53,15 @@ pub fn build(source: &TokenSourceConfig, credentials: &Credentials) -> TokenCall
             if let Some(bearer) = &credentials.bearer {
                 headers.push(("authorization".to_string(), format!("Bearer {bearer}")));
             }
-            serde_json::json!({
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {
-                    "audiences": audiences,
-                    "expirationSeconds": expiration_seconds,
-                }
+            serde_json::to_vec(&TokenRequest {
+                api_version: "authentication.k8s.io/v1",
+                kind: "TokenRequest",
+                spec: TokenRequestSpec {
+                    audiences,
+                    expiration_seconds: *expiration_seconds,
+                },
             })
-            .to_string()
-            .into_bytes()
+            .unwrap_or_default()
         }
         TokenSourceKind::OAuth2ClientCredentials {
             token_path,
@@ -102,6 +101,21 @@ pub fn build(source: &TokenSourceConfig, credentials: &Credentials) -> TokenCall
         headers,
         body,
     }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequest<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    spec: TokenRequestSpec<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenRequestSpec<'a> {
+    audiences: &'a [String],
+    expiration_seconds: u64,
 }
 
 /// application/x-www-form-urlencoded encoding of one value.

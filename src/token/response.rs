@@ -179,7 +179,39 @@ fn parse_token_request(status: u16, body: &[u8]) -> Result<(String, Option<u64>)
 #[derive(Deserialize)]
 struct OAuth2Response {
     access_token: Option<String>,
-    expires_in: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "expires_in_seconds")]
+    expires_in: Option<u64>,
+}
+
+/// `expires_in` is a number by RFC 6749, but some issuers send it as a string; anything else
+/// counts as absent.
+fn expires_in_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    struct Seconds;
+    impl<'de> serde::de::Visitor<'de> for Seconds {
+        type Value = Option<u64>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a number of seconds")
+        }
+        fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(value))
+        }
+        fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(u64::try_from(value).ok())
+        }
+        fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+            Ok((value.is_finite() && value >= 0.0).then_some(value as u64))
+        }
+        fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(value.trim().parse::<u64>().ok())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Seconds)
 }
 
 #[derive(Deserialize)]
@@ -209,13 +241,8 @@ fn parse_oauth2(status: u16, body: &[u8], now_ms: u64) -> Result<(String, Option
     let token = parsed.access_token.filter(|t| !t.is_empty()).ok_or_else(|| {
         FetchError::new(FetchFailure::Malformed, "token endpoint answer has no `access_token`")
     })?;
-    let expires_in_seconds = match parsed.expires_in {
-        Some(serde_json::Value::Number(number)) => number.as_u64(),
-        // Some issuers send the number as a string.
-        Some(serde_json::Value::String(text)) => text.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    let expiry = expires_in_seconds
+    let expiry = parsed
+        .expires_in
         .filter(|seconds| *seconds > 0)
         .map(|seconds| now_ms.saturating_add(seconds.saturating_mul(1000)));
     Ok((token, expiry))
