@@ -35,7 +35,10 @@ pub fn is_impersonation_header(name: &[u8]) -> bool {
 /// `system:` identities (system:masters, system:admin, system:serviceaccount:...) are the keys to
 /// the cluster. Compared without regard to letter case to fail closed.
 pub fn is_system_identity(value: &str) -> bool {
-    value.len() >= 7 && value[..7].eq_ignore_ascii_case("system:")
+    value
+        .as_bytes()
+        .get(..7)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"system:"))
 }
 
 pub fn plan<'h, 'c>(

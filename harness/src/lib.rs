@@ -3,6 +3,7 @@
 //! Everything binds 127.0.0.1, runs on std threads with bounded loops and stops on Drop.
 //! See `docs/HARNESS_SPEC.md`.
 
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod encoding;

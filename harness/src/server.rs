@@ -59,7 +59,12 @@ pub struct Server {
 impl Server {
     /// Binds `127.0.0.1:port` (0 for any free port) and starts serving.
     pub fn start(port: u16, handler: Handler) -> io::Result<Server> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)), handler)
+    }
+
+    /// Binds `addr`; only the docker-compose stand-ins bind anything but 127.0.0.1.
+    pub fn start_at(addr: SocketAddr, handler: Handler) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let conns: Arc<Mutex<Conns>> = Arc::default();

@@ -149,9 +149,14 @@ impl TokenService {
 
     /// Starts on `127.0.0.1:port` (0: any free port).
     pub fn start_on(port: u16) -> io::Result<TokenService> {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Starts on `addr` (the docker-compose stand-ins bind 0.0.0.0).
+    pub fn start_at(addr: SocketAddr) -> io::Result<TokenService> {
         let state: Arc<Mutex<State>> = Arc::default();
         let st = state.clone();
-        let server = Server::start(port, Arc::new(move |req: &RawRequest, stop: &AtomicBool| handle(&st, req, stop)))?;
+        let server = Server::start_at(addr, Arc::new(move |req: &RawRequest, stop: &AtomicBool| handle(&st, req, stop)))?;
         Ok(TokenService { server, state })
     }
 

@@ -38,10 +38,15 @@ impl EchoUpstream {
 
     /// Starts on `127.0.0.1:port` (0: any free port).
     pub fn start_on(port: u16) -> io::Result<EchoUpstream> {
+        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Starts on `addr` (the docker-compose stand-ins bind 0.0.0.0).
+    pub fn start_at(addr: SocketAddr) -> io::Result<EchoUpstream> {
         let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
         let rec = requests.clone();
-        let server = Server::start(
-            port,
+        let server = Server::start_at(
+            addr,
             Arc::new(move |req: &RawRequest, _stop: &std::sync::atomic::AtomicBool| {
                 rec.lock().unwrap_or_else(|e| e.into_inner()).push(req.clone());
                 Reply::Respond {

@@ -241,3 +241,14 @@ fn uid_must_be_single() {
     .unwrap();
     assert_eq!(plan.add.len(), 4);
 }
+
+#[test]
+fn system_check_is_safe_on_multibyte_characters() {
+    // Found by the property test: slicing at byte 7 inside a multi-byte character panicked.
+    assert!(!is_system_identity("oidc:sü"));
+    assert!(!is_system_identity("systemü"));
+    assert!(!is_system_identity("sü"));
+    assert!(is_system_identity("SyStEm:x"));
+    let config = cfg(r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"oidc:"}}"#);
+    assert!(plan_ok(&config, &[("x-forwarded-user", "sü: .C .".as_bytes())]));
+}

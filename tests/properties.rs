@@ -1,0 +1,140 @@
+//! Property tests on the pure logic: no input makes it panic, stripping is complete, and a
+//! mapped identity never carries a `system:` entry unless allowed.
+
+use kiali_header_auth::config::FilterConfig;
+use kiali_header_auth::identity::{self, is_impersonation_header, is_system_identity};
+use kiali_header_auth::token::response;
+use kiali_header_auth::token::state::SharedState;
+use proptest::prelude::*;
+
+fn configs() -> Vec<FilterConfig> {
+    [
+        "",
+        r#"{"identity":{"preset":"oauth2-proxy"}}"#,
+        r#"{"identity":{"preset":"authentik","max_groups":3,"max_value_bytes":16}}"#,
+        r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"oidc:","group_prefix":"oidc:","static_groups":["viewers"]}}"#,
+        r#"{"identity":{"user_header":"x-u","groups_header":"x-g","groups_separator":";","uid_header":"x-id",
+            "extra_headers":{"a/b":"x-e"},"remove_identity_headers":false}}"#,
+    ]
+    .iter()
+    .map(|json| FilterConfig::from_json(json.as_bytes()).unwrap())
+    .collect()
+}
+
+/// Header names drawn from the interesting ones (in random letter case) and from noise.
+fn header_name() -> impl Strategy<Value = Vec<u8>> {
+    let known = prop_oneof![
+        Just("impersonate-user".to_string()),
+        Just("impersonate-group".to_string()),
+        Just("impersonate-uid".to_string()),
+        Just("impersonate-extra-scopes".to_string()),
+        Just("impersonate-".to_string()),
+        Just("x-forwarded-user".to_string()),
+        Just("x-forwarded-groups".to_string()),
+        Just("x-forwarded-email".to_string()),
+        Just("x-authentik-username".to_string()),
+        Just("x-authentik-groups".to_string()),
+        Just("x-authentik-uid".to_string()),
+        Just("x-u".to_string()),
+        Just("x-g".to_string()),
+        Just("x-e".to_string()),
+        "[a-z-]{0,20}".prop_map(|s| s),
+    ];
+    (known, any::<u64>()).prop_map(|(name, mask)| {
+        name.bytes()
+            .enumerate()
+            .map(|(i, b)| if mask >> (i % 64) & 1 == 1 { b.to_ascii_uppercase() } else { b })
+            .collect()
+    })
+}
+
+fn header_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..64),
+        "[ a-zA-Z0-9:,|;.@ü-]{0,80}".prop_map(|s| s.into_bytes()),
+        Just(b"system:masters".to_vec()),
+        Just(b"dev, system:admin ,ops".to_vec()),
+        Just(b"SYSTEM:serviceaccount:x".to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn planner_never_panics_strips_everything_and_never_maps_system(
+        headers in proptest::collection::vec((header_name(), header_value()), 0..24)
+    ) {
+        let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+        for config in configs() {
+            let Ok(plan) = identity::plan(&config, &pairs) else { continue };
+            // Every client impersonation header is on the removal list.
+            for (name, _) in &pairs {
+                if is_impersonation_header(name) {
+                    prop_assert!(plan.remove.iter().any(|r| r.eq_ignore_ascii_case(name)));
+                }
+            }
+            let stripped = pairs.iter().filter(|(n, _)| is_impersonation_header(n)).count() as u32;
+            prop_assert_eq!(plan.stripped_impersonation_headers, stripped);
+            // What is added is clean: lowercase impersonate-* names, no system: identities,
+            // no control characters.
+            for (name, value) in &plan.add {
+                prop_assert!(name.starts_with("impersonate-"));
+                prop_assert!(!value.chars().any(char::is_control));
+                if *name == "impersonate-user" || *name == "impersonate-group" {
+                    prop_assert!(!is_system_identity(value), "{} {}", name, value);
+                }
+            }
+            let users = plan.add.iter().filter(|(n, _)| *n == "impersonate-user").count();
+            prop_assert_eq!(users, usize::from(config.identity.is_some()));
+        }
+    }
+
+    #[test]
+    fn config_parser_never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = FilterConfig::from_json(&bytes);
+    }
+
+    #[test]
+    fn config_parser_never_panics_on_json_like_text(
+        text in r#"\{("(identity|token_source|trusted_peers|preset|type|max_groups|source_cidrs|x)":(\{|\[|"[a-z0-9_/:.-]{0,12}"|[0-9-]{1,6}|null|true)[,}\]]?){0,8}"#
+    ) {
+        if let Err(error) = FilterConfig::from_json(text.as_bytes()) {
+            prop_assert!(error.to_string().starts_with("invalid plugin configuration"));
+        }
+    }
+
+    #[test]
+    fn token_parsers_never_panic_and_only_accept_header_safe_tokens(
+        status in proptest::option::of(100u16..600),
+        body in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..128),
+            r#"\{"status":\{"token":"[ -~]{0,20}","expirationTimestamp":"[0-9TZ:+.-]{0,25}"\}\}"#.prop_map(|s| s.into_bytes()),
+            r#"\{"access_token":"[ -~]{0,20}","expires_in":("[0-9a-z ]{0,5}"|[0-9-]{1,12}|null|1e9|\{\})\}"#.prop_map(|s| s.into_bytes()),
+        ],
+        now in 0u64..4_000_000_000_000,
+    ) {
+        let config = FilterConfig::from_json(br#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"kubernetes_token_request","cluster":"c","namespace":"n","service_account":"s"}}"#).unwrap();
+        let oauth = FilterConfig::from_json(br#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"oauth2_client_credentials","cluster":"c","authority":"a","token_path":"/t","client_id":"c","client_secret_env":"S"}}"#).unwrap();
+        for config in [&config, &oauth] {
+            let kind = &config.token_source.as_ref().unwrap().kind;
+            if let Ok(token) = response::parse(kind, status, &body, now) {
+                prop_assert!(!token.token.is_empty());
+                prop_assert!(token.token.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+                prop_assert!(token.expires_at_ms > now);
+            }
+        }
+    }
+
+    #[test]
+    fn shared_state_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128), now in any::<u64>()) {
+        let state = SharedState::decode(&bytes);
+        let _ = state.usable_token(now);
+        let _ = state.needs_fetch(now);
+    }
+
+    #[test]
+    fn json_path_never_panics(text in proptest::collection::vec(any::<u8>(), 0..128), offset in 0usize..200) {
+        let _ = kiali_header_auth::json_path::path_at(&text, offset);
+    }
+}
