@@ -14,11 +14,12 @@ PYTHON     ?= python3
 ENVOY      = $$(cat $(ENVOY_STAMP))
 export KHA_WASM = $(WASM)
 
-.PHONY: help toolchain envoy wasm run test unit validate e2e bench soak dist image lint clean
+.PHONY: help toolchain envoy tools wasm run test unit validate e2e bench soak dist image lint clean
 
 help:
 	@echo "make run    build the filter and start Envoy with it in front of stand-in services"
 	@echo "make test   unit tests, Envoy config validation and end-to-end tests (what CI runs)"
+	@echo "make soak   a minute of load with 3-second tokens and failing fetches (CI runs it too)"
 	@echo "make bench  throughput/latency: no filter vs. Lua vs. this filter"
 	@echo "make dist   write the wasm and its sha256 to dist/"
 
@@ -47,10 +48,18 @@ unit:
 validate: envoy wasm
 	ENVOY_BIN=$(ENVOY) cargo test --release --test config_files
 
-e2e: wasm envoy
+# HTTP/2 tests drive curl; install it where a minimal image lacks it.
+tools:
+	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+
+e2e: wasm envoy tools
 	ENVOY_BIN=$(ENVOY) cargo test --release --workspace --tests -- --test-threads=2
 
 test: unit validate e2e
+
+# A minute of concurrent load with 3-second tokens and failing fetches (tests/soak.rs).
+soak: wasm envoy
+	ENVOY_BIN=$(ENVOY) cargo test --release --test soak -- --ignored --nocapture
 
 bench: wasm envoy
 	ENVOY_BIN=$(ENVOY) bench/run.sh
