@@ -19,13 +19,7 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
-    fn proxy_add_header_map_value(
-        map_type: u32,
-        key: *const u8,
-        key_size: usize,
-        value: *const u8,
-        value_size: usize,
-    ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -174,17 +168,11 @@ pub fn replace_header(map_type: u32, name: &[u8], value: &[u8]) -> Result<(), u3
     status_result(status)
 }
 
-pub fn add_header(map_type: u32, name: &[u8], value: &[u8]) -> Result<(), u32> {
-    let status = unsafe {
-        proxy_add_header_map_value(
-            map_type,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
-    };
-    status_result(status)
+/// Replaces the whole header map with `pairs` (Envoy removes every existing header, then adds
+/// `pairs` in order), in a single host call.
+pub fn set_header_pairs(map_type: u32, pairs: &[(&[u8], &[u8])]) -> Result<(), u32> {
+    let serialized = serialize_pairs(pairs);
+    status_result(unsafe { proxy_set_header_map_pairs(map_type, serialized.as_ptr(), serialized.len()) })
 }
 
 pub fn get_buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, u32> {
@@ -256,7 +244,11 @@ pub fn resume_request() -> Result<(), u32> {
 }
 
 pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), u32> {
-    let serialized = serialize_pairs(headers);
+    let pairs: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+        .collect();
+    let serialized = serialize_pairs(&pairs);
     let details = "kiali_header_auth";
     let status = unsafe {
         proxy_send_local_response(
@@ -313,7 +305,7 @@ fn status_result(status: u32) -> Result<(), u32> {
     }
 }
 
-fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+fn serialize_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut size = 4;
     for (name, value) in pairs {
         size += 8 + name.len() + value.len() + 2;
@@ -325,9 +317,9 @@ fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     }
     for (name, value) in pairs {
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name);
         out.push(0);
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.push(0);
     }
     out

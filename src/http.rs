@@ -69,48 +69,50 @@ impl RequestContext {
             Ok(plan) => plan,
             Err(refusal) => return self.refuse(refusal),
         };
-        for name in &plan.remove {
-            if host::remove_header(REQUEST_HEADERS, name).is_err() {
-                return self.refuse(Refusal::new(
-                    Reason::IdentityMalformed,
-                    "a client-supplied header could not be removed",
-                ));
-            }
-        }
         vm.metrics.stripped(plan.stripped_impersonation_headers);
-        for (name, value) in &plan.add {
-            if host::add_header(REQUEST_HEADERS, name.as_bytes(), value.as_bytes()).is_err() {
-                return self.refuse(Refusal::new(
-                    Reason::IdentityMalformed,
-                    "an impersonation header could not be added",
-                ));
+
+        // Full impersonation: the token, or none yet (the request will wait for it).
+        let mut waits_for_token = false;
+        let authorization = match (&vm.token, vm.config.mode()) {
+            (Some(runtime), Mode::FullImpersonation) => {
+                let now_ms = host::now_ms();
+                let value = runtime.authorization(now_ms);
+                waits_for_token = value.is_none();
+                value
             }
+            _ => None,
+        };
+
+        let mut edits: Vec<(&[u8], &[u8])> = plan
+            .add
+            .iter()
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+            .collect();
+        if let Some(value) = &authorization {
+            edits.push((b"authorization", value.as_bytes()));
+        }
+        let mut removals = plan.remove.clone();
+        if waits_for_token {
+            // The client's own Authorization must not slip through while the request waits.
+            removals.push(b"authorization");
+        }
+        if let Err(refusal) = apply_edits(&pairs, &removals, &edits) {
+            return self.refuse(refusal);
         }
         if let Some(user) = &plan.user {
             let _ = host::set_property("kiali_header_auth.user", user.as_bytes());
         }
-        if vm.config.mode() != Mode::FullImpersonation {
+        if !waits_for_token {
             vm.metrics.forwarded();
             return Action::Continue;
         }
+        self.wait_for_token(&vm)
+    }
+
+    fn wait_for_token(&mut self, vm: &VmState) -> Action {
         let Some(runtime) = &vm.token else {
             return self.refuse(Refusal::new(Reason::TokenUnavailable, "no token source"));
         };
-        let now_ms = host::now_ms();
-        if let Some(authorization) = runtime.authorization(now_ms) {
-            if host::replace_header(REQUEST_HEADERS, b"authorization", authorization.as_bytes())
-                .is_err()
-            {
-                return self.refuse(Refusal::new(
-                    Reason::TokenUnavailable,
-                    "the token could not be set on the request",
-                ));
-            }
-            vm.metrics.forwarded();
-            return Action::Continue;
-        }
-        // No usable token: the client's own Authorization must not slip through while we wait.
-        let _ = host::remove_header(REQUEST_HEADERS, b"authorization");
         let mut waiters = runtime.waiters.borrow_mut();
         if waiters.len() >= vm.config.max_waiting_requests {
             drop(waiters);
@@ -125,7 +127,7 @@ impl RequestContext {
         }
         waiters.push(Waiter {
             context_id: self.context_id,
-            deadline_ms: now_ms + vm.config.max_request_wait.as_millis() as u64,
+            deadline_ms: host::now_ms() + vm.config.max_request_wait.as_millis() as u64,
         });
         self.waiting = true;
         vm.metrics.paused();
@@ -145,6 +147,47 @@ impl RequestContext {
             }
         }
     }
+}
+
+/// Each host call costs about a microsecond, so a request with more than a couple of edits gets
+/// its whole header map rewritten in one call (`set_header_pairs`) instead of one call per edit.
+const EDITS_WORTH_ONE_REWRITE: usize = 3;
+
+fn apply_edits(
+    original: &[(&[u8], &[u8])],
+    removals: &[&[u8]],
+    edits: &[(&[u8], &[u8])],
+) -> Result<(), Refusal> {
+    let replaced = |name: &[u8]| {
+        removals.iter().any(|r| r.eq_ignore_ascii_case(name))
+            || edits.iter().any(|(e, _)| e.eq_ignore_ascii_case(name))
+    };
+    let repeated_name = edits
+        .iter()
+        .enumerate()
+        .any(|(i, (name, _))| edits[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)));
+    if repeated_name || removals.len() + edits.len() >= EDITS_WORTH_ONE_REWRITE {
+        let mut rewritten: Vec<(&[u8], &[u8])> = Vec::with_capacity(original.len() + edits.len());
+        rewritten.extend(original.iter().copied().filter(|(name, _)| !replaced(name)));
+        rewritten.extend_from_slice(edits);
+        return host::set_header_pairs(REQUEST_HEADERS, &rewritten).map_err(|_| {
+            Refusal::new(Reason::IdentityMalformed, "the request headers could not be rewritten")
+        });
+    }
+    for name in removals {
+        host::remove_header(REQUEST_HEADERS, name).map_err(|_| {
+            Refusal::new(
+                Reason::IdentityMalformed,
+                "a client-supplied header could not be removed",
+            )
+        })?;
+    }
+    for (name, value) in edits {
+        host::replace_header(REQUEST_HEADERS, name, value).map_err(|_| {
+            Refusal::new(Reason::IdentityMalformed, "an impersonation header could not be set")
+        })?;
+    }
+    Ok(())
 }
 
 impl Context for RequestContext {}

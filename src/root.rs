@@ -21,7 +21,8 @@ use crate::token::state::{SharedState, Timing};
 
 /// While a request waits or no token is usable, poll the shared token this often.
 const FAST_TICK_MS: u32 = 20;
-/// Otherwise, look at the shared token this often to refresh it on time.
+/// Otherwise, look at the shared token this often to refresh it on time; also how often the
+/// batched request counters reach Envoy's stats.
 const SLOW_TICK_MS: u32 = 200;
 const CAS_ATTEMPTS: usize = 16;
 
@@ -407,14 +408,13 @@ impl RootContext for Root {
             metrics: self.metrics.clone(),
             token,
         }));
-        if has_token {
-            self.tick_ms = 0;
-            self.set_tick(FAST_TICK_MS);
-        }
+        self.tick_ms = 0;
+        self.set_tick(if has_token { FAST_TICK_MS } else { SLOW_TICK_MS });
         true
     }
 
     fn on_tick(&mut self) {
+        self.metrics.flush();
         let Some(state) = self.state.clone() else {
             return;
         };
