@@ -23,7 +23,12 @@ pub fn wrk_script_headers(script: &str) -> Vec<(String, String)> {
 /// The request path a wrk script sets with `wrk.path = "..."`, if any.
 pub fn wrk_script_path(script: &str) -> Option<String> {
     script.lines().find_map(|line| {
-        let value = line.trim().strip_prefix("wrk.path")?.trim().strip_prefix('=')?.trim();
+        let value = line
+            .trim()
+            .strip_prefix("wrk.path")?
+            .trim()
+            .strip_prefix('=')?
+            .trim();
         Some(value.strip_prefix('"')?.strip_suffix('"')?.to_string())
     })
 }

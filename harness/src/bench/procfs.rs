@@ -39,7 +39,11 @@ pub fn cpu_time_ns(pid: u32) -> Option<u64> {
     let mut sum = 0u64;
     for tid in tids {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")) {
-            sum += s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            sum += s
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     Some(sum)
@@ -52,7 +56,12 @@ pub fn set_affinity(tid: u32, cpu: usize) -> io::Result<()> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(tid as libc::pid_t, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+        if libc::sched_setaffinity(
+            tid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        ) != 0
+        {
             return Err(io::Error::last_os_error());
         }
     }
@@ -63,7 +72,9 @@ pub fn set_affinity(tid: u32, cpu: usize) -> io::Result<()> {
 pub fn pin_process(pid: u32, cpu: usize) -> io::Result<usize> {
     let tids = tasks(pid);
     if tids.is_empty() {
-        return Err(io::Error::other(format!("process {pid} has no threads in /proc")));
+        return Err(io::Error::other(format!(
+            "process {pid} has no threads in /proc"
+        )));
     }
     let mut n = 0;
     for tid in tids {
@@ -77,7 +88,9 @@ pub fn pin_process(pid: u32, cpu: usize) -> io::Result<usize> {
 
 /// CPUs this process may run on (what `nproc` prints).
 pub fn nproc() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// The first `model name` of `/proc/cpuinfo` (falls back to `Hardware`/`cpu model`, or "unknown").
@@ -87,12 +100,14 @@ pub fn cpu_model() -> String {
 }
 
 pub fn parse_cpu_model(cpuinfo: &str) -> Option<String> {
-    ["model name", "Hardware", "cpu model"].iter().find_map(|key| {
-        cpuinfo.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
+    ["model name", "Hardware", "cpu model"]
+        .iter()
+        .find_map(|key| {
+            cpuinfo.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                (k.trim() == *key && !v.trim().is_empty()).then(|| v.trim().to_string())
+            })
         })
-    })
 }
 
 /// CPUs this process may run on (its affinity mask), in order.
@@ -103,7 +118,9 @@ pub fn allowed_cpus() -> Vec<usize> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return Vec::new();
         }
-        (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect()
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
     }
 }
 
@@ -118,7 +135,11 @@ pub fn machine_busy_seconds() -> Option<f64> {
 /// (guest time is already inside user and nice).
 pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
     if v.len() < 8 {
         return None;
     }
@@ -128,7 +149,11 @@ pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as f64 } else { 100.0 }
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
 }
 
 /// User + system CPU seconds of this process's terminated and waited-for children
@@ -172,7 +197,10 @@ mod tests {
         assert_eq!(parse_cpu_model(info).as_deref(), Some("AMD EPYC 7B13"));
         assert_eq!(parse_cpu_model("processor: 0\n"), None);
         let stat = "cpu  100 2 30 5000 7 1 4 3 9 0\ncpu0 50 1 15 2500 3 0 2 1 0 0\n";
-        assert_eq!(parse_machine_busy_ticks(stat), Some(100 + 2 + 30 + 1 + 4 + 3));
+        assert_eq!(
+            parse_machine_busy_ticks(stat),
+            Some(100 + 2 + 30 + 1 + 4 + 3)
+        );
         assert_eq!(parse_machine_busy_ticks("cpu  1 2\n"), None);
     }
 

@@ -75,7 +75,11 @@ pub const LUA: &str = "lua";
 
 /// Summaries in the order of `series`. Baselines are the `NONE` and `LUA` series of each route.
 pub fn summarize(series: &[Series]) -> Vec<Summary> {
-    let find = |route: &str, variant: &str| series.iter().find(|s| s.route == route && s.variant == variant);
+    let find = |route: &str, variant: &str| {
+        series
+            .iter()
+            .find(|s| s.route == route && s.variant == variant)
+    };
     let med_rps = |s: &Series| median(&s.rps);
     series
         .iter()
@@ -106,7 +110,11 @@ pub fn summarize(series: &[Series]) -> Vec<Summary> {
                 cost_vs_lua,
                 rps_vs_none: rps_none.map(|n| rps / n).unwrap_or(f64::NAN),
                 envoy_cpu_us_per_req: cpu,
-                added_envoy_cpu_us: if s.variant == NONE { None } else { cpu_none.map(|n| cpu - n) },
+                added_envoy_cpu_us: if s.variant == NONE {
+                    None
+                } else {
+                    cpu_none.map(|n| cpu - n)
+                },
                 envoy_cpu_util: median(&s.envoy_cpu_util),
             }
         })
@@ -189,20 +197,38 @@ fn fmt_opt(v: Option<f64>, digits: usize, suffix: &str) -> String {
 
 /// Added cost of `variant` and of Lua on `route`, and whether variant <= max_ratio * Lua.
 pub fn goal_ratio(summaries: &[Summary], route: &str, variant: &str) -> Option<(f64, f64, f64)> {
-    let s = summaries.iter().find(|s| s.route == route && s.variant == variant)?;
-    let l = summaries.iter().find(|s| s.route == route && s.variant == LUA)?;
+    let s = summaries
+        .iter()
+        .find(|s| s.route == route && s.variant == variant)?;
+    let l = summaries
+        .iter()
+        .find(|s| s.route == route && s.variant == LUA)?;
     Some((s.added_us?, l.added_us?, s.cost_vs_lua?))
 }
 
 /// The Markdown report. `goal_variant` is the series checked against "≤ ½ of Lua's cost".
-pub fn markdown(meta: &Meta, summaries: &[Summary], memory: &[Memory], tokens: &Tokens, goal_variant: &str, extra: &[String]) -> String {
+pub fn markdown(
+    meta: &Meta,
+    summaries: &[Summary],
+    memory: &[Memory],
+    tokens: &Tokens,
+    goal_variant: &str,
+    extra: &[String],
+) -> String {
     let mut m = String::new();
     let w = &mut m;
     let _ = writeln!(w, "# kiali-header-auth: `make bench`\n");
     let _ = writeln!(w, "| | |\n|---|---|");
     let _ = writeln!(w, "| date | {} |", meta.date);
-    let mem = meta.mem_total_kib.map(|k| format!(", {:.1} GiB RAM", k as f64 / 1024.0 / 1024.0)).unwrap_or_default();
-    let _ = writeln!(w, "| machine | {} CPUs (nproc), {}{} |", meta.nproc, meta.cpu_model, mem);
+    let mem = meta
+        .mem_total_kib
+        .map(|k| format!(", {:.1} GiB RAM", k as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let _ = writeln!(
+        w,
+        "| machine | {} CPUs (nproc), {}{} |",
+        meta.nproc, meta.cpu_model, mem
+    );
     let _ = writeln!(w, "| Envoy | {} |", meta.envoy_version);
     let _ = writeln!(
         w,
@@ -210,16 +236,28 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], memory: &[Memory], tokens: &
         meta.wasm_path,
         meta.wasm_bytes,
         meta.wasm_bytes as f64 / 1024.0,
-        if meta.wasm_bytes < 150_000 { "met" } else { "not met" }
+        if meta.wasm_bytes < 150_000 {
+            "met"
+        } else {
+            "not met"
+        }
     );
     let _ = writeln!(w, "| load | `{}`, {} rounds round-robin over all variants and routes, median per variant; warm-up {} per Envoy first |", meta.wrk_command, meta.rounds, meta.warmup);
     let _ = writeln!(w, "| Envoy under test | `--concurrency 1`, one process per variant and route, all started before round 1 and alive to the end |");
     let _ = writeln!(w, "| CPUs | {} |", meta.pinning);
     let _ = writeln!(w, "| upstream (proxied route) | {} |", meta.upstream);
-    let req: Vec<String> = meta.request.iter().map(|(n, v)| format!("`{n}: {v}`")).collect();
+    let req: Vec<String> = meta
+        .request
+        .iter()
+        .map(|(n, v)| format!("`{n}: {v}`"))
+        .collect();
     let _ = writeln!(w, "| request | `GET` keep-alive, {} |", req.join(", "));
     let _ = writeln!(w, "| Lua equivalence check | {} |", meta.equivalence);
-    let _ = writeln!(w, "| bench wall time | {:.0} s (driver only) |\n", meta.wall_seconds);
+    let _ = writeln!(
+        w,
+        "| bench wall time | {:.0} s (driver only) |\n",
+        meta.wall_seconds
+    );
 
     let _ = writeln!(w, "## Throughput and latency (medians)\n");
     let _ = writeln!(
@@ -251,7 +289,10 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], memory: &[Memory], tokens: &
             s.envoy_cpu_util * 100.0
         );
     }
-    let _ = writeln!(w, "\n(spread = (max − min) / median of req/s over the rounds.)\n");
+    let _ = writeln!(
+        w,
+        "\n(spread = (max − min) / median of req/s over the rounds.)\n"
+    );
 
     let _ = writeln!(w, "## Goals\n");
     let mut routes: Vec<&str> = Vec::new();
@@ -282,16 +323,27 @@ pub fn markdown(meta: &Meta, summaries: &[Summary], memory: &[Memory], tokens: &
         w,
         "- wasm size: {} bytes, goal < 150 KB: **{}**\n",
         meta.wasm_bytes,
-        if meta.wasm_bytes < 150_000 { "met" } else { "not met" }
+        if meta.wasm_bytes < 150_000 {
+            "met"
+        } else {
+            "not met"
+        }
     );
 
-    let _ = writeln!(w, "## Memory (VmRSS of the Envoy under test, `--concurrency 1`)\n");
+    let _ = writeln!(
+        w,
+        "## Memory (VmRSS of the Envoy under test, `--concurrency 1`)\n"
+    );
     let _ = writeln!(w, "| route | variant | RSS after warm-up MiB | Δ vs no filter MiB | RSS at end MiB | Δ vs no filter MiB |");
     let _ = writeln!(w, "|---|---|---:|---:|---:|---:|");
     for mrow in memory {
-        let none = memory.iter().find(|x| x.route == mrow.route && x.variant == NONE);
+        let none = memory
+            .iter()
+            .find(|x| x.route == mrow.route && x.variant == NONE);
         let d = |f: fn(&Memory) -> u64| match none {
-            Some(n) if mrow.variant != NONE => format!("{:+.2}", kib_to_mib(f(mrow) as f64 - f(n) as f64)),
+            Some(n) if mrow.variant != NONE => {
+                format!("{:+.2}", kib_to_mib(f(mrow) as f64 - f(n) as f64))
+            }
             _ => "—".into(),
         };
         let _ = writeln!(
@@ -359,20 +411,52 @@ mod tests {
         assert_eq!((a, l), (full, lua));
         assert!(r < 0.5);
 
-        let meta = Meta { wasm_bytes: 459_280, rounds: 3, ..Meta::default() };
+        let meta = Meta {
+            wasm_bytes: 459_280,
+            rounds: 3,
+            ..Meta::default()
+        };
         let mem = vec![
-            Memory { route: "direct".into(), variant: NONE.into(), label: "none".into(), rss_after_warmup_kib: 40_960, rss_at_end_kib: 41_000 },
-            Memory { route: "direct".into(), variant: "wasm_full".into(), label: "wasm".into(), rss_after_warmup_kib: 51_200, rss_at_end_kib: 52_000 },
+            Memory {
+                route: "direct".into(),
+                variant: NONE.into(),
+                label: "none".into(),
+                rss_after_warmup_kib: 40_960,
+                rss_at_end_kib: 41_000,
+            },
+            Memory {
+                route: "direct".into(),
+                variant: "wasm_full".into(),
+                label: "wasm".into(),
+                rss_after_warmup_kib: 51_200,
+                rss_at_end_kib: 52_000,
+            },
         ];
-        let tokens = Tokens { fetches_received: 2, processes: 2, per_process_success: vec![1, 1] };
+        let tokens = Tokens {
+            fetches_received: 2,
+            processes: 2,
+            per_process_success: vec![1, 1],
+        };
         assert!(tokens.ok());
-        let md = markdown(&meta, &out, &mem, &tokens, "wasm_full", &["extra line".into()]);
+        let md = markdown(
+            &meta,
+            &out,
+            &mem,
+            &tokens,
+            "wasm_full",
+            &["extra line".into()],
+        );
         assert!(md.contains("| direct | wasm_full | 45000 |"), "{md}");
         assert!(md.contains("goal ≤ 0.5× **met**"), "{md}");
         assert!(md.contains("goal < 150 KB: **not met**"));
         assert!(md.contains("| direct | wasm | 50.00 | +10.00 |"), "{md}");
         assert!(md.contains("exactly 1 per process"));
         assert!(md.ends_with("extra line\n"));
-        assert!(!Tokens { fetches_received: 3, processes: 2, per_process_success: vec![1, 1] }.ok());
+        assert!(!Tokens {
+            fetches_received: 3,
+            processes: 2,
+            per_process_success: vec![1, 1]
+        }
+        .ok());
     }
 }

@@ -49,7 +49,10 @@ pub fn parse_time_us(s: &str) -> Option<f64> {
 
 fn parse_exact(line: &str) -> Option<WrkResult> {
     let rest = line.trim().strip_prefix("KHA_BENCH ")?;
-    let kv: BTreeMap<&str, &str> = rest.split_whitespace().filter_map(|p| p.split_once('=')).collect();
+    let kv: BTreeMap<&str, &str> = rest
+        .split_whitespace()
+        .filter_map(|p| p.split_once('='))
+        .collect();
     let u = |k: &str| kv.get(k).and_then(|v| v.parse::<u64>().ok());
     let f = |k: &str| kv.get(k).and_then(|v| v.parse::<f64>().ok());
     let requests = u("requests")?;
@@ -113,7 +116,11 @@ fn parse_text(out: &str) -> Result<WrkResult, String> {
         }
     }
     let rps = rps.ok_or("no `Requests/sec:` line in the wrk output")?;
-    let get = |p: &str| pct.get(p).copied().ok_or_else(|| format!("no {p}% latency line (run wrk with --latency)"));
+    let get = |p: &str| {
+        pct.get(p)
+            .copied()
+            .ok_or_else(|| format!("no {p}% latency line (run wrk with --latency)"))
+    };
     Ok(WrkResult {
         requests: requests.unwrap_or(0),
         duration_us: duration_us.unwrap_or(0),
@@ -168,7 +175,9 @@ pub fn run(args: &WrkArgs<'_>, url: &str) -> Result<WrkResult, String> {
             });
         }
     }
-    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", args.bin.display()))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", args.bin.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         return Err(format!(
@@ -236,7 +245,10 @@ Transfer/sec:      4.00MB
         let r = parse(&out).unwrap();
         assert!(r.exact);
         assert_eq!(r.rps, 50000.0);
-        assert_eq!((r.p50_us, r.p90_us, r.p99_us, r.max_us), (331.0, 499.0, 1187.0, 5003.0));
+        assert_eq!(
+            (r.p50_us, r.p90_us, r.p99_us, r.max_us),
+            (331.0, 499.0, 1187.0, 5003.0)
+        );
         assert_eq!((r.non2xx, r.socket_errors), (0, 0));
     }
 
@@ -246,6 +258,10 @@ Transfer/sec:      4.00MB
         assert!(parse("Requests/sec: 10\n").unwrap_err().contains("50%"));
         // A broken exact line falls back to the text.
         assert!(parse("KHA_BENCH requests=x\n").is_err());
-        assert!(!parse(&format!("KHA_BENCH requests=1 duration_us=0\n{TEXT}")).unwrap().exact);
+        assert!(
+            !parse(&format!("KHA_BENCH requests=1 duration_us=0\n{TEXT}"))
+                .unwrap()
+                .exact
+        );
     }
 }

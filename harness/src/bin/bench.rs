@@ -23,11 +23,13 @@ use harness::bench::report::{self, Memory, Meta, Series, Tokens};
 use harness::bench::{procfs, wrk, wrk_script_headers, wrk_script_path};
 use harness::envoy::{Launch, READY_TIMEOUT};
 use harness::ports::free_port;
-use harness::{client, paths, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService};
+use harness::{
+    client, paths, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService,
+};
 
 const USAGE: &str = "usage: bench [options]
 
-  --rounds N          measured rounds, round-robin over every variant and route (default 3, min 1)
+  --rounds N          measured rounds, round-robin over every variant and route (default 5, min 1)
   --duration SECS     seconds per measured wrk run (default 5)
   --warmup SECS       seconds of the warm-up run per Envoy (default 2)
   --connections N     wrk connections (default 20)
@@ -37,6 +39,8 @@ const USAGE: &str = "usage: bench [options]
   --lua PATH          the equivalent Lua filter (default bench/equivalent.lua)
   --out DIR           where latest.md and latest.json go (default bench/results)
   --no-pin            do not pin Envoy / wrk to CPUs
+  --quiet-wait SECS   total time the bench may wait, before runs, for other processes to leave
+                      the CPUs alone (default 90; 0: never wait)
   -h, --help
 
 Environment: ENVOY_BIN (the Envoy binary), KHA_WASM (the filter).
@@ -58,12 +62,13 @@ struct Opts {
     lua: PathBuf,
     out: PathBuf,
     pin: bool,
+    quiet_wait: Duration,
 }
 
 fn parse_args() -> Result<Opts, String> {
     let root = paths::repo_root();
     let mut o = Opts {
-        rounds: 3,
+        rounds: 5,
         duration: Duration::from_secs(5),
         warmup: Duration::from_secs(2),
         connections: 20,
@@ -73,11 +78,15 @@ fn parse_args() -> Result<Opts, String> {
         lua: root.join("bench/equivalent.lua"),
         out: root.join("bench/results"),
         pin: true,
+        quiet_wait: Duration::from_secs(90),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|_| format!("{a}: not a number: {v}"));
+        let num = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{a}: not a number: {v}"))
+        };
         match a.as_str() {
             "--rounds" => o.rounds = num(val()?)?.max(1) as usize,
             "--duration" => o.duration = Duration::from_secs(num(val()?)?.max(1)),
@@ -89,6 +98,7 @@ fn parse_args() -> Result<Opts, String> {
             "--lua" => o.lua = PathBuf::from(val()?),
             "--out" => o.out = PathBuf::from(val()?),
             "--no-pin" => o.pin = false,
+            "--quiet-wait" => o.quiet_wait = Duration::from_secs(num(val()?)?),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -107,7 +117,12 @@ enum Variant {
     WasmStrip,
 }
 
-const VARIANTS: [Variant; 4] = [Variant::None, Variant::Lua, Variant::WasmFull, Variant::WasmStrip];
+const VARIANTS: [Variant; 4] = [
+    Variant::None,
+    Variant::Lua,
+    Variant::WasmFull,
+    Variant::WasmStrip,
+];
 
 impl Variant {
     fn key(self) -> &'static str {
@@ -179,7 +194,10 @@ fn start_envoy(cfg: &EnvoyConfig) -> Result<Proc, String> {
     let mut cfg = cfg.clone();
     let mut last = String::new();
     for _ in 0..3 {
-        let dir = tempfile::Builder::new().prefix("kha-bench-").tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new()
+            .prefix("kha-bench-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         let config_path = dir.path().join("envoy.yaml");
         std::fs::write(&config_path, cfg.render()).map_err(|e| e.to_string())?;
         let mut launch = Launch::new(&config_path, cfg.listener_port, cfg.admin_port);
@@ -210,16 +228,23 @@ fn wait_for_token(envoy: &Envoy) -> Result<(), String> {
     let name = format!("{STAT}token_fetch.success");
     match envoy.wait_for_stat(&name, 1, Duration::from_secs(15)) {
         Some(n) if n >= 1 => Ok(()),
-        other => Err(format!("{name} is {other:?} after 15 s; Envoy log:\n{}", envoy.log())),
+        other => Err(format!(
+            "{name} is {other:?} after 15 s; Envoy log:\n{}",
+            envoy.log()
+        )),
     }
 }
 
 fn token_successes(envoy: &Envoy) -> u64 {
-    envoy.stat(&format!("{STAT}token_fetch.success")).unwrap_or(0)
+    envoy
+        .stat(&format!("{STAT}token_fetch.success"))
+        .unwrap_or(0)
 }
 
 fn request(path: &str, headers: &[(String, String)]) -> ClientRequest {
-    headers.iter().fold(ClientRequest::get(path), |r, (n, v)| r.header(n, v))
+    headers
+        .iter()
+        .fold(ClientRequest::get(path), |r, (n, v)| r.header(n, v))
 }
 
 /// What the upstream saw that matters for the comparison.
@@ -242,17 +267,41 @@ fn seen(req: &harness::RawRequest) -> Seen {
     impersonate.sort();
     Seen {
         impersonate,
-        forwarded: req.headers.iter().map(|(n, _)| lower(n)).filter(|n| n.starts_with("x-forwarded-user") || n.starts_with("x-forwarded-groups") || n.starts_with("x-forwarded-email")).collect(),
-        authorization: req.headers.iter().filter(|(n, _)| lower(n) == "authorization").map(|(_, v)| text(v)).collect(),
+        forwarded: req
+            .headers
+            .iter()
+            .map(|(n, _)| lower(n))
+            .filter(|n| {
+                n.starts_with("x-forwarded-user")
+                    || n.starts_with("x-forwarded-groups")
+                    || n.starts_with("x-forwarded-email")
+            })
+            .collect(),
+        authorization: req
+            .headers
+            .iter()
+            .filter(|(n, _)| lower(n) == "authorization")
+            .map(|(_, v)| text(v))
+            .collect(),
     }
 }
 
 /// Sends the bench request through the Lua filter and through the wasm filter (full mode) to an
 /// echo upstream and compares what the upstream received; then a request without a user.
-fn equivalence_check(tokens: &TokenService, lua: &str, path: &str, headers: &[(String, String)], acct: &mut Tokens) -> Result<String, String> {
+fn equivalence_check(
+    tokens: &TokenService,
+    lua: &str,
+    path: &str,
+    headers: &[(String, String)],
+    acct: &mut Tokens,
+) -> Result<String, String> {
     let echo = EchoUpstream::start();
     let lua_envoy = start_envoy(&EnvoyConfig::proxy(echo.addr()).filter(Filter::lua(lua)))?;
-    let wasm_envoy = start_envoy(&EnvoyConfig::proxy(echo.addr()).token_cluster(TOKEN_CLUSTER, tokens.addr()).filter(full_filter()))?;
+    let wasm_envoy = start_envoy(
+        &EnvoyConfig::proxy(echo.addr())
+            .token_cluster(TOKEN_CLUSTER, tokens.addr())
+            .filter(full_filter()),
+    )?;
     acct.processes += 1;
     let result = (|| {
         wait_for_token(&wasm_envoy.envoy)?;
@@ -264,7 +313,9 @@ fn equivalence_check(tokens: &TokenService, lua: &str, path: &str, headers: &[(S
             if r.status != 200 {
                 return Err(format!("{name}: status {} {}", r.status, r.text()));
             }
-            let got = echo.last().ok_or_else(|| format!("{name}: the upstream got nothing"))?;
+            let got = echo
+                .last()
+                .ok_or_else(|| format!("{name}: the upstream got nothing"))?;
             views.push(seen(&got));
         }
         let (l, w) = (&views[0], &views[1]);
@@ -272,32 +323,62 @@ fn equivalence_check(tokens: &TokenService, lua: &str, path: &str, headers: &[(S
         let token = issued.last().map(|t| t.token.clone()).unwrap_or_default();
         let mut problems = Vec::new();
         if l.impersonate != w.impersonate {
-            problems.push(format!("Impersonate-* differ: Lua {:?} vs wasm {:?}", l.impersonate, w.impersonate));
+            problems.push(format!(
+                "Impersonate-* differ: Lua {:?} vs wasm {:?}",
+                l.impersonate, w.impersonate
+            ));
         }
         if !l.impersonate.iter().any(|(n, _)| n == "impersonate-user") {
             problems.push("no impersonate-user".into());
         }
         if !l.forwarded.is_empty() || !w.forwarded.is_empty() {
-            problems.push(format!("source headers left: Lua {:?}, wasm {:?}", l.forwarded, w.forwarded));
+            problems.push(format!(
+                "source headers left: Lua {:?}, wasm {:?}",
+                l.forwarded, w.forwarded
+            ));
         }
         if l.authorization != [format!("Bearer {LUA_TOKEN}")] {
             problems.push(format!("Lua Authorization {:?}", l.authorization));
         }
         if w.authorization != [format!("Bearer {token}")] {
-            problems.push(format!("wasm Authorization {:?} (issued {token})", w.authorization));
+            problems.push(format!(
+                "wasm Authorization {:?} (issued {token})",
+                w.authorization
+            ));
         }
-        let anonymous: Vec<(String, String)> = headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("x-forwarded-user")).cloned().collect();
+        let anonymous: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("x-forwarded-user"))
+            .cloned()
+            .collect();
         for (name, p) in [("Lua", &lua_envoy), ("wasm", &wasm_envoy)] {
             echo.clear();
-            let r = client::send(p.envoy.addr(), &request(path, &anonymous)).map_err(|e| format!("{name}: {e}"))?;
-            let reason = r.json().get("reason").and_then(|v| v.as_str().map(str::to_string));
-            if r.status != 401 || reason.as_deref() != Some("identity_missing") || echo.count() != 0 {
-                problems.push(format!("{name} without user: status {}, reason {reason:?}, upstream saw {}", r.status, echo.count()));
+            let r = client::send(p.envoy.addr(), &request(path, &anonymous))
+                .map_err(|e| format!("{name}: {e}"))?;
+            let reason = r
+                .json()
+                .get("reason")
+                .and_then(|v| v.as_str().map(str::to_string));
+            if r.status != 401 || reason.as_deref() != Some("identity_missing") || echo.count() != 0
+            {
+                problems.push(format!(
+                    "{name} without user: status {}, reason {reason:?}, upstream saw {}",
+                    r.status,
+                    echo.count()
+                ));
             }
         }
         if problems.is_empty() {
-            let groups = w.impersonate.iter().filter(|(n, _)| n == "impersonate-group").count();
-            let names: Vec<String> = w.impersonate.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+            let groups = w
+                .impersonate
+                .iter()
+                .filter(|(n, _)| n == "impersonate-group")
+                .count();
+            let names: Vec<String> = w
+                .impersonate
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}"))
+                .collect();
             Ok(format!(
                 "passed: both hand the upstream the same {} `Impersonate-*` headers ({}; {groups} groups), their own `Authorization`, no source or spoofed headers; both answer 401 `identity_missing` without a user",
                 w.impersonate.len(),
@@ -307,7 +388,8 @@ fn equivalence_check(tokens: &TokenService, lua: &str, path: &str, headers: &[(S
             Err(format!("Lua and wasm differ: {}", problems.join("; ")))
         }
     })();
-    acct.per_process_success.push(token_successes(&wasm_envoy.envoy));
+    acct.per_process_success
+        .push(token_successes(&wasm_envoy.envoy));
     result
 }
 
@@ -351,14 +433,29 @@ struct RunResult {
     wall_s: f64,
 }
 
-fn measure(t: &Target, upstream: &Proc, args: &wrk::WrkArgs<'_>, path: &str) -> Result<RunResult, String> {
+fn measure(
+    t: &Target,
+    upstream: &Proc,
+    args: &wrk::WrkArgs<'_>,
+    path: &str,
+) -> Result<RunResult, String> {
     let pid = t.proc.envoy.pid();
     let up = upstream.envoy.pid();
-    let (c0, u0, m0, w0) = (procfs::cpu_time_ns(pid), procfs::cpu_time_ns(up), procfs::machine_busy_seconds(), procfs::children_cpu_seconds());
+    let (c0, u0, m0, w0) = (
+        procfs::cpu_time_ns(pid),
+        procfs::cpu_time_ns(up),
+        procfs::machine_busy_seconds(),
+        procfs::children_cpu_seconds(),
+    );
     let start = Instant::now();
     let r = wrk::run(args, &t.url(path))?;
     let wall_s = start.elapsed().as_secs_f64();
-    let (c1, u1, m1, w1) = (procfs::cpu_time_ns(pid), procfs::cpu_time_ns(up), procfs::machine_busy_seconds(), procfs::children_cpu_seconds());
+    let (c1, u1, m1, w1) = (
+        procfs::cpu_time_ns(pid),
+        procfs::cpu_time_ns(up),
+        procfs::machine_busy_seconds(),
+        procfs::children_cpu_seconds(),
+    );
     let ns = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
         _ => f64::NAN,
@@ -376,6 +473,35 @@ fn measure(t: &Target, upstream: &Proc, args: &wrk::WrkArgs<'_>, path: &str) -> 
     })
 }
 
+/// Other processes' CPU use (in CPUs) below which a run may start, and above which a measured
+/// run is repeated once.
+const QUIET: f64 = 0.15;
+const NOISY: f64 = 0.30;
+
+/// CPU use of the whole machine, in CPUs, over `d` (while the bench's own processes idle,
+/// that is everything else).
+fn machine_load(d: Duration) -> f64 {
+    let a = procfs::machine_busy_seconds();
+    std::thread::sleep(d);
+    match (a, procfs::machine_busy_seconds()) {
+        (Some(a), Some(b)) => (b - a) / d.as_secs_f64(),
+        _ => 0.0,
+    }
+}
+
+/// Waits (from `budget`) until other processes use less than [`QUIET`] CPUs.
+fn wait_for_quiet(budget: &mut Duration) {
+    let step = Duration::from_millis(500);
+    let mut announced = false;
+    while machine_load(step) >= QUIET && !budget.is_zero() {
+        if !announced {
+            eprintln!("bench: the machine is busy (other processes); waiting for it to calm down (budget left {:.0} s)", budget.as_secs_f64());
+            announced = true;
+        }
+        *budget = budget.saturating_sub(step);
+    }
+}
+
 fn envoy_version(bin: &Path) -> String {
     Command::new(bin)
         .arg("--version")
@@ -387,7 +513,12 @@ fn envoy_version(bin: &Path) -> String {
             // "<sha>/1.40.0/Clean/RELEASE/BoringSSL" -> "1.40.0 (<sha7>, Clean/RELEASE/BoringSSL)"
             let parts: Vec<&str> = v.split('/').collect();
             Some(if parts.len() >= 3 {
-                format!("{} ({}, {})", parts[1], &parts[0][..parts[0].len().min(12)], parts[2..].join("/"))
+                format!(
+                    "{} ({}, {})",
+                    parts[1],
+                    &parts[0][..parts[0].len().min(12)],
+                    parts[2..].join("/")
+                )
             } else {
                 v
             })
@@ -416,7 +547,8 @@ fn main() {
 /// (refusals, token fetches not exactly one per process).
 fn run(o: &Opts) -> Result<bool, String> {
     let t0 = Instant::now();
-    let script = std::fs::read_to_string(&o.script).map_err(|e| format!("{}: {e}", o.script.display()))?;
+    let script =
+        std::fs::read_to_string(&o.script).map_err(|e| format!("{}: {e}", o.script.display()))?;
     let lua = std::fs::read_to_string(&o.lua).map_err(|e| format!("{}: {e}", o.lua.display()))?;
     let headers = wrk_script_headers(&script);
     let path = wrk_script_path(&script).unwrap_or_else(|| "/".into());
@@ -429,9 +561,15 @@ fn run(o: &Opts) -> Result<bool, String> {
 
     let cpus_allowed = procfs::allowed_cpus();
     let cpus = if o.pin && cpus_allowed.len() >= 2 {
-        Cpus { envoy: Some(cpus_allowed[0]), load: Some(cpus_allowed[1]) }
+        Cpus {
+            envoy: Some(cpus_allowed[0]),
+            load: Some(cpus_allowed[1]),
+        }
     } else {
-        Cpus { envoy: None, load: None }
+        Cpus {
+            envoy: None,
+            load: None,
+        }
     };
     let pinning = match (cpus.envoy, cpus.load) {
         (Some(e), Some(l)) => format!(
@@ -440,7 +578,8 @@ fn run(o: &Opts) -> Result<bool, String> {
         ),
         _ => "not pinned".into(),
     };
-    let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * 8) as f64 + (o.warmup.as_secs_f64() + 0.3) * 8.0;
+    let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * 8) as f64
+        + (o.warmup.as_secs_f64() + 0.3) * 8.0;
     eprintln!(
         "bench: {} rounds x 8 runs of {} s (+ warm-up {} s each): about {:.0} s of load; {pinning}",
         o.rounds,
@@ -472,7 +611,8 @@ fn run(o: &Opts) -> Result<bool, String> {
             if variant == Variant::WasmFull {
                 cfg = cfg.token_cluster(TOKEN_CLUSTER, tokens.addr());
             }
-            let proc = start_envoy(&cfg).map_err(|e| format!("{} / {}: {e}", route.key(), variant.label()))?;
+            let proc = start_envoy(&cfg)
+                .map_err(|e| format!("{} / {}: {e}", route.key(), variant.label()))?;
             if variant == Variant::WasmFull {
                 acct.processes += 1;
                 wait_for_token(&proc.envoy)?;
@@ -482,7 +622,12 @@ fn run(o: &Opts) -> Result<bool, String> {
                 route,
                 variant,
                 proc,
-                series: Series { route: route.key().into(), variant: variant.key().into(), label: variant.label().into(), ..Series::default() },
+                series: Series {
+                    route: route.key().into(),
+                    variant: variant.key().into(),
+                    label: variant.label().into(),
+                    ..Series::default()
+                },
                 rss_warm_kib: 0,
                 runs: Vec::new(),
             });
@@ -493,9 +638,15 @@ fn run(o: &Opts) -> Result<bool, String> {
     // Every Envoy answers the bench request with 200 before any load.
     let req = request(&path, &headers);
     for t in &targets {
-        let r = client::send(t.proc.envoy.addr(), &req).map_err(|e| format!("{}: {e}", t.name()))?;
+        let r =
+            client::send(t.proc.envoy.addr(), &req).map_err(|e| format!("{}: {e}", t.name()))?;
         if r.status != 200 {
-            return Err(format!("{}: the bench request got {} {}", t.name(), r.status, r.text()));
+            return Err(format!(
+                "{}: the bench request got {} {}",
+                t.name(),
+                r.status,
+                r.text()
+            ));
         }
     }
 
@@ -514,7 +665,11 @@ fn run(o: &Opts) -> Result<bool, String> {
         for t in &targets {
             let r = measure(t, &upstream, &warm, &path)?;
             if r.wrk.non2xx > 0 {
-                return Err(format!("{}: {} non-2xx responses during warm-up", t.name(), r.wrk.non2xx));
+                return Err(format!(
+                    "{}: {} non-2xx responses during warm-up",
+                    t.name(),
+                    r.wrk.non2xx
+                ));
             }
         }
     }
@@ -527,15 +682,48 @@ fn run(o: &Opts) -> Result<bool, String> {
 
     let mut invariant_ok = true;
     let mut other_cpu: Vec<f64> = Vec::new();
+    let mut quiet_budget = o.quiet_wait;
     let n = targets.len();
+    let mut repeats_left = (o.rounds * n).div_ceil(4);
+    let mut repeated = 0usize;
+    let mut noisy_kept = 0usize;
     for round in 0..o.rounds {
         for k in 0..n {
             let i = (k + round) % n;
-            let r = measure(&targets[i], &upstream, &measured, &path)?;
+            let mut attempt = 0;
+            let (r, other) = loop {
+                wait_for_quiet(&mut quiet_budget);
+                let r = measure(&targets[i], &upstream, &measured, &path)?;
+                let upstream_cpu = if targets[i].route == RouteKind::Proxied {
+                    r.upstream_cpu_s
+                } else {
+                    0.0
+                };
+                let other =
+                    (r.machine_busy_s - r.envoy_cpu_s - upstream_cpu - r.wrk_cpu_s) / r.wall_s;
+                if other >= NOISY {
+                    if attempt == 0 && repeats_left > 0 {
+                        eprintln!(
+                            "bench: {}: other processes used {:.0}% of a CPU during the run; repeating it",
+                            targets[i].name(),
+                            other * 100.0
+                        );
+                        attempt += 1;
+                        repeats_left -= 1;
+                        repeated += 1;
+                        continue;
+                    }
+                    noisy_kept += 1;
+                }
+                break (r, other);
+            };
             let t = &mut targets[i];
             let w = &r.wrk;
-            let upstream_cpu = if t.route == RouteKind::Proxied { r.upstream_cpu_s } else { 0.0 };
-            let other = (r.machine_busy_s - r.envoy_cpu_s - upstream_cpu - r.wrk_cpu_s) / r.wall_s;
+            let upstream_cpu = if t.route == RouteKind::Proxied {
+                r.upstream_cpu_s
+            } else {
+                0.0
+            };
             other_cpu.push(other);
             eprintln!(
                 "[round {}/{}] {:<42} {:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  Envoy CPU {:>3.0}%  upstream {:>3.0}%  wrk {:>3.0}%  other {:>3.0}%{}",
@@ -548,7 +736,7 @@ fn run(o: &Opts) -> Result<bool, String> {
                 r.envoy_cpu_s / r.wall_s * 100.0,
                 upstream_cpu / r.wall_s * 100.0,
                 r.wrk_cpu_s / r.wall_s * 100.0,
-                other * 100.0,
+                other.max(0.0) * 100.0,
                 if w.non2xx + w.socket_errors > 0 { format!("  NON-2XX {} SOCKET ERRORS {}", w.non2xx, w.socket_errors) } else { String::new() }
             );
             if w.non2xx > 0 {
@@ -557,7 +745,11 @@ fn run(o: &Opts) -> Result<bool, String> {
             t.series.rps.push(w.rps);
             t.series.p50_us.push(w.p50_us);
             t.series.p99_us.push(w.p99_us);
-            t.series.envoy_cpu_us_per_req.push(if w.requests > 0 { r.envoy_cpu_s * 1e6 / w.requests as f64 } else { f64::NAN });
+            t.series.envoy_cpu_us_per_req.push(if w.requests > 0 {
+                r.envoy_cpu_s * 1e6 / w.requests as f64
+            } else {
+                f64::NAN
+            });
             t.series.envoy_cpu_util.push(r.envoy_cpu_s / r.wall_s);
             t.runs.push(serde_json::json!({
                 "round": round + 1, "rps": w.rps, "requests": w.requests, "p50_us": w.p50_us, "p90_us": w.p90_us,
@@ -580,7 +772,8 @@ fn run(o: &Opts) -> Result<bool, String> {
         .collect();
     for t in &targets {
         if t.variant == Variant::WasmFull {
-            acct.per_process_success.push(token_successes(&t.proc.envoy));
+            acct.per_process_success
+                .push(token_successes(&t.proc.envoy));
         }
     }
     let fetched_during_load = tokens.count() - fetched_before_load;
@@ -589,18 +782,30 @@ fn run(o: &Opts) -> Result<bool, String> {
     eprintln!("bench: memory at --concurrency 2");
     let c2 = (|| -> Result<(u64, u64), String> {
         let none = start_envoy(&EnvoyConfig::new().concurrency(2))?;
-        let full = start_envoy(&EnvoyConfig::new().concurrency(2).token_cluster(TOKEN_CLUSTER, tokens.addr()).filter(full_filter()))?;
+        let full = start_envoy(
+            &EnvoyConfig::new()
+                .concurrency(2)
+                .token_cluster(TOKEN_CLUSTER, tokens.addr())
+                .filter(full_filter()),
+        )?;
         acct.processes += 1;
         let res = (|| {
             wait_for_token(&full.envoy)?;
-            let warm2 = wrk::WrkArgs { connections: o.connections, cpu: None, ..wrk_args(Duration::from_secs(2)) };
+            let warm2 = wrk::WrkArgs {
+                connections: o.connections,
+                cpu: None,
+                ..wrk_args(Duration::from_secs(2))
+            };
             for p in [&none, &full] {
                 let r = wrk::run(&warm2, &format!("http://{}{}", p.envoy.addr(), path))?;
                 if r.non2xx > 0 {
                     return Err(format!("{} non-2xx at --concurrency 2", r.non2xx));
                 }
             }
-            Ok((procfs::vm_rss_kib(none.envoy.pid()).unwrap_or(0), procfs::vm_rss_kib(full.envoy.pid()).unwrap_or(0)))
+            Ok((
+                procfs::vm_rss_kib(none.envoy.pid()).unwrap_or(0),
+                procfs::vm_rss_kib(full.envoy.pid()).unwrap_or(0),
+            ))
         })();
         acct.per_process_success.push(token_successes(&full.envoy));
         res
@@ -609,7 +814,11 @@ fn run(o: &Opts) -> Result<bool, String> {
     let bad_fetches: Vec<String> = tokens
         .requests()
         .iter()
-        .filter(|r| !(r.method == "POST" && r.path.ends_with("/serviceaccounts/kiali-impersonator/token")))
+        .filter(|r| {
+            !(r.method == "POST"
+                && r.path
+                    .ends_with("/serviceaccounts/kiali-impersonator/token"))
+        })
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
 
@@ -625,7 +834,8 @@ fn run(o: &Opts) -> Result<bool, String> {
             .map(|m| if end { m.rss_at_end_kib } else { m.rss_after_warmup_kib } as f64)
             .unwrap_or(f64::NAN)
     };
-    let vm1 = rss(RouteKind::Direct, Variant::WasmFull, false) - rss(RouteKind::Direct, Variant::None, false);
+    let vm1 = rss(RouteKind::Direct, Variant::WasmFull, false)
+        - rss(RouteKind::Direct, Variant::None, false);
     let mut extra = vec![format!(
         "Wasm VM memory, `--concurrency 1` (direct_response route, full impersonation, after warm-up): **{:+.2} MiB** of VmRSS over the \
          no-filter Envoy. At concurrency 1 this holds the module and two VM instances (Envoy keeps one on the main thread besides the worker's).",
@@ -656,12 +866,26 @@ fn run(o: &Opts) -> Result<bool, String> {
     extra.push(format!(
         "Background: processes other than the Envoy under test, the upstream Envoy and wrk used {:.0}% of a CPU on median during the measured \
          runs (max {:.0}%); a high value means the machine was not quiet and the numbers are noisier.",
-        report::median(&oc) * 100.0,
-        oc.last().copied().unwrap_or(f64::NAN) * 100.0
+        report::median(&oc).max(0.0) * 100.0,
+        oc.last().copied().unwrap_or(f64::NAN).max(0.0) * 100.0
     ));
     extra.push(format!(
+        "Runs repeated because other processes used ≥ {:.0}% of a CPU: {repeated}; noisy runs kept (repeat budget spent or still noisy): {noisy_kept}; \
+         time spent waiting for a quiet machine: {:.0} s.",
+        NOISY * 100.0,
+        (o.quiet_wait - quiet_budget).as_secs_f64()
+    ));
+    if report::median(&oc) >= NOISY {
+        extra.push("**Warning: the machine was busy during most runs; these numbers are not reliable. Run `make bench` again on a quiet machine.**".into());
+    }
+    extra.push(format!(
         "Load average at the end: {}.",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     ));
 
     let meta = Meta {
@@ -684,16 +908,38 @@ fn run(o: &Opts) -> Result<bool, String> {
         equivalence: equivalence.clone(),
         wall_seconds: wall,
     };
-    let md = report::markdown(&meta, &summaries, &memory, &acct, Variant::WasmFull.key(), &extra);
-    let runs: BTreeMap<String, Vec<serde_json::Value>> = targets.iter().map(|t| (format!("{}/{}", t.route.key(), t.variant.key()), t.runs.clone())).collect();
+    let md = report::markdown(
+        &meta,
+        &summaries,
+        &memory,
+        &acct,
+        Variant::WasmFull.key(),
+        &extra,
+    );
+    let runs: BTreeMap<String, Vec<serde_json::Value>> = targets
+        .iter()
+        .map(|t| {
+            (
+                format!("{}/{}", t.route.key(), t.variant.key()),
+                t.runs.clone(),
+            )
+        })
+        .collect();
     let json = serde_json::json!({
         "meta": meta, "summaries": summaries, "series": series, "memory": memory, "tokens": acct, "runs": runs,
         "vm_memory_kib_concurrency_1": vm1,
     });
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     std::fs::write(o.out.join("latest.md"), &md).map_err(|e| e.to_string())?;
-    std::fs::write(o.out.join("latest.json"), serde_json::to_string_pretty(&json).unwrap_or_default()).map_err(|e| e.to_string())?;
-    eprintln!("bench: wrote {} and latest.json ({wall:.0} s)", o.out.join("latest.md").display());
+    std::fs::write(
+        o.out.join("latest.json"),
+        serde_json::to_string_pretty(&json).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "bench: wrote {} and latest.json ({wall:.0} s)",
+        o.out.join("latest.md").display()
+    );
 
     if !acct.ok() || !bad_fetches.is_empty() {
         eprintln!(
