@@ -242,3 +242,20 @@ fn trusted_peers_by_source_address() {
     assert_eq!(upstream.count(), 0);
     assert_eq!(wait_stat(&envoy, "refused.untrusted_peer", 1), 1);
 }
+
+#[test]
+fn access_log_shows_the_impersonated_user() {
+    let upstream = harness::EchoUpstream::start();
+    let config = harness::EnvoyConfig::proxy(upstream.addr())
+        .access_log(true)
+        .filter(wasm_filter(OAUTH2_PROXY));
+    let envoy = harness::Envoy::start(&config);
+    assert_eq!(send(&envoy, &alice()).status, 200);
+    assert_refused(&send(&envoy, &ClientRequest::get("/nobody")), 401, "identity_missing");
+    assert!(
+        envoy.wait_for_log("ACCESS GET /api/namespaces 200 user=alice", std::time::Duration::from_secs(10)),
+        "{}",
+        envoy.log()
+    );
+    assert!(envoy.wait_for_log("ACCESS GET /nobody 401 user=-", std::time::Duration::from_secs(10)));
+}

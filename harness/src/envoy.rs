@@ -205,6 +205,10 @@ impl EnvoyConfig {
             let _ = writeln!(w, "          - name: envoy.access_loggers.stdout");
             let _ = writeln!(w, "            typed_config:");
             let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog");
+            // The same line as envoy.yaml: the impersonated user comes from the filter's state.
+            let _ = writeln!(w, "              log_format:");
+            let _ = writeln!(w, "                text_format_source:");
+            let _ = writeln!(w, "                  inline_string: \"ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% user=%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%\\n\"");
         }
         let _ = writeln!(w, "          route_config:");
         let _ = writeln!(w, "            name: local");
@@ -545,7 +549,10 @@ impl Envoy {
             .arg(unique_base_id().to_string())
             .arg("--disable-hot-restart")
             .arg("--log-level")
-            .arg(&launch.log_level);
+            .arg(&launch.log_level)
+            // Access logs reach the log file within 250 ms instead of Envoy's default 10 s.
+            .arg("--file-flush-interval-msec")
+            .arg("250");
         if let Some(c) = &launch.component_log_level {
             cmd.arg("--component-log-level").arg(c);
         }
