@@ -1,10 +1,9 @@
 //! Non-panicking host calls.
 //!
-//! The proxy-wasm SDK (0.2.5) panics on any status it does not expect, and decodes header values
-//! with `String::from_utf8(..).unwrap()`. A panic kills the worker's VM and every later request on
-//! it fails, so the calls the filter makes on request data go through these thin bindings, which
-//! hand back raw bytes and report failures as `Err(status)`.
-#![allow(clashing_extern_declarations)]
+//! Thin bindings to the proxy-wasm host functions. They hand back raw bytes and report failures
+//! as `Err(status)`: request data may hold any byte Envoy lets through, and a panic would kill the
+//! worker's VM and fail every later request on it. (The proxy-wasm SDK 0.2.5 panics on statuses it
+//! does not expect and on header values that are not UTF-8.)
 
 use std::ptr::{null, null_mut};
 
@@ -65,6 +64,19 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_log(level: u32, message: *const u8, message_size: usize) -> u32;
+    fn proxy_http_call(
+        upstream: *const u8,
+        upstream_size: usize,
+        headers: *const u8,
+        headers_size: usize,
+        body: *const u8,
+        body_size: usize,
+        trailers: *const u8,
+        trailers_size: usize,
+        timeout_ms: u32,
+        token: *mut u32,
+    ) -> u32;
     fn proxy_get_current_time_nanoseconds(time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_define_metric(metric_type: u32, name: *const u8, name_size: usize, id: *mut u32) -> u32;
@@ -263,6 +275,38 @@ pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -
         )
     };
     status_result(status)
+}
+
+pub fn log(level: u32, message: &str) {
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// Sends an HTTP request to `cluster`; the answer arrives at the calling root context's
+/// `on_http_call_response`. `headers` must hold `:method`, `:path` and `:authority`.
+pub fn dispatch_http_call(
+    cluster: &str,
+    headers: &[(&[u8], &[u8])],
+    body: &[u8],
+    timeout_ms: u32,
+) -> Result<u32, u32> {
+    let headers = serialize_pairs(headers);
+    let trailers = serialize_pairs(&[]);
+    let mut token: u32 = 0;
+    let status = unsafe {
+        proxy_http_call(
+            cluster.as_ptr(),
+            cluster.len(),
+            headers.as_ptr(),
+            headers.len(),
+            body.as_ptr(),
+            body.len(),
+            trailers.as_ptr(),
+            trailers.len(),
+            timeout_ms,
+            &mut token,
+        )
+    };
+    status_result(status).map(|()| token)
 }
 
 pub fn set_effective_context(context_id: u32) -> Result<(), u32> {

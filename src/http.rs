@@ -3,8 +3,7 @@
 use std::rc::Rc;
 
 use log::warn;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use crate::abi::{CONTINUE, STOP_ITERATION};
 
 use crate::config::Mode;
 use crate::host::{self, REQUEST_HEADERS};
@@ -12,6 +11,11 @@ use crate::identity;
 use crate::refusal::{Reason, Refusal};
 use crate::reply;
 use crate::root::{VmState, Waiter};
+
+pub enum Action {
+    Continue,
+    Pause,
+}
 
 pub struct RequestContext {
     context_id: u32,
@@ -190,14 +194,17 @@ fn apply_edits(
     Ok(())
 }
 
-impl Context for RequestContext {}
-
-impl HttpContext for RequestContext {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.handle_request_headers()
+/// The entry points `abi` calls.
+impl RequestContext {
+    pub fn on_request_headers(&mut self) -> u32 {
+        match self.handle_request_headers() {
+            Action::Continue => CONTINUE,
+            Action::Pause => STOP_ITERATION,
+        }
     }
 
-    fn on_log(&mut self) {
+    /// The stream is gone (finished, or reset by the client while it waited for a token).
+    pub fn on_delete(&mut self) {
         self.forget_waiter();
     }
 }

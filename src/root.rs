@@ -5,8 +5,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use log::{error, info, warn};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
 
 use crate::config::{FilterConfig, TokenSourceConfig, TokenSourceKind};
 use crate::host;
@@ -168,18 +166,13 @@ impl Root {
             }
         }
         let callout = request::build(source, &self.credentials);
-        let headers: Vec<(&str, &str)> = callout
+        let headers: Vec<(&[u8], &[u8])> = callout
             .headers
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
             .collect();
-        match self.dispatch_http_call(
-            &callout.cluster,
-            headers,
-            Some(&callout.body),
-            vec![],
-            source.timeout,
-        ) {
+        let timeout_ms = u32::try_from(source.timeout.as_millis()).unwrap_or(u32::MAX);
+        match host::dispatch_http_call(&callout.cluster, &headers, &callout.body, timeout_ms) {
             Ok(_) => {
                 self.fetch_started_ms = Some(now_ms);
             }
@@ -318,8 +311,9 @@ impl Root {
     }
 }
 
-impl Context for Root {
-    fn on_http_call_response(&mut self, _token: u32, num_headers: usize, body_size: usize, _: usize) {
+/// The entry points `abi` calls.
+impl Root {
+    pub fn on_http_call_response(&mut self, num_headers: usize, body_size: usize) {
         let now_ms = host::now_ms();
         let started = self.fetch_started_ms.take();
         let Some(state) = self.state.clone() else {
@@ -351,14 +345,8 @@ impl Context for Root {
         self.finish_fetch(&state, result, now_ms, latency);
         self.serve_waiters(&state, now_ms);
     }
-}
 
-impl RootContext for Root {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        true
-    }
-
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+    pub fn on_configure(&mut self) -> bool {
         if self.state.is_none() {
             self.metrics = Rc::new(Metrics::define());
         }
@@ -413,7 +401,7 @@ impl RootContext for Root {
         true
     }
 
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         self.metrics.flush();
         let Some(state) = self.state.clone() else {
             return;
@@ -443,13 +431,9 @@ impl RootContext for Root {
         self.set_tick(if idle { SLOW_TICK_MS } else { FAST_TICK_MS });
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+    pub fn create_http_context(&self, context_id: u32) -> Option<RequestContext> {
         let state = self.state.clone()?;
-        Some(Box::new(RequestContext::new(context_id, state)))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        Some(RequestContext::new(context_id, state))
     }
 }
 

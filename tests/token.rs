@@ -230,7 +230,7 @@ fn assert_unavailable_then_recovers(fault: Behavior, label: &str) {
     // A hung callout may be answered late with a valid token too: any issued, unexpired token is right.
     let token = bearer_of(&s.upstream.last().unwrap());
     assert!(s.tokens.is_valid_now(&token), "{label}: the upstream got an unknown or expired token");
-    assert!(stat(&s.envoy, "refused.token_unavailable") >= 1);
+    assert!(wait_stat(&s.envoy, "refused.token_unavailable", 1) >= 1);
     println!("{label}: 503 after {waited:?}, recovered without restart");
 }
 
