@@ -77,6 +77,8 @@ pub struct EnvoyConfig {
     pub wasm_file: Option<PathBuf>,
     /// Ports were picked automatically: `Envoy::start` may re-pick them on a bind clash.
     pub auto_ports: bool,
+    /// `--component-log-level wasm:debug` (tests); off for the bench, which runs as in production.
+    pub wasm_debug_log: bool,
 }
 
 impl Default for EnvoyConfig {
@@ -108,6 +110,7 @@ impl EnvoyConfig {
             route_timeout: Duration::from_secs(15),
             wasm_file: None,
             auto_ports: true,
+            wasm_debug_log: true,
         }
     }
 
@@ -163,6 +166,11 @@ impl EnvoyConfig {
 
     pub fn route_timeout(mut self, timeout: Duration) -> Self {
         self.route_timeout = timeout;
+        self
+    }
+
+    pub fn wasm_debug_log(mut self, on: bool) -> Self {
+        self.wasm_debug_log = on;
         self
     }
 
@@ -517,6 +525,9 @@ impl Envoy {
             launch.concurrency = cfg.concurrency;
             launch.log_file = Some(dir.path().join("envoy.log"));
             launch.cwd = Some(paths::repo_root());
+            if !cfg.wasm_debug_log {
+                launch.component_log_level = None;
+            }
             let mut envoy = Envoy::spawn(launch)?;
             envoy._dir = Some(dir);
             match envoy.wait_ready(READY_TIMEOUT, None) {

@@ -21,8 +21,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use harness::bench::report::{self, Memory, Meta, Series, Tokens};
 use harness::bench::{procfs, wrk, wrk_script_headers, wrk_script_path};
-use harness::envoy::{Launch, READY_TIMEOUT};
-use harness::ports::free_port;
 use harness::{
     client, paths, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService,
 };
@@ -184,44 +182,14 @@ fn filter_for(variant: Variant, lua: &str) -> Filter {
 }
 
 /// An Envoy started for the bench: log level `info` without the tests' `wasm:debug`, so every
-/// variant runs as in production. Field order matters: Envoy stops before its directory goes.
+/// variant runs as in production.
 struct Proc {
     envoy: Envoy,
-    _dir: tempfile::TempDir,
 }
 
 fn start_envoy(cfg: &EnvoyConfig) -> Result<Proc, String> {
-    let mut cfg = cfg.clone();
-    let mut last = String::new();
-    for _ in 0..3 {
-        let dir = tempfile::Builder::new()
-            .prefix("kha-bench-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let config_path = dir.path().join("envoy.yaml");
-        std::fs::write(&config_path, cfg.render()).map_err(|e| e.to_string())?;
-        let mut launch = Launch::new(&config_path, cfg.listener_port, cfg.admin_port);
-        launch.concurrency = cfg.concurrency;
-        launch.log_file = Some(dir.path().join("envoy.log"));
-        launch.cwd = Some(paths::repo_root());
-        launch.component_log_level = None;
-        let envoy = Envoy::spawn(launch)?;
-        match envoy.wait_ready(READY_TIMEOUT, None) {
-            Ok(()) => return Ok(Proc { envoy, _dir: dir }),
-            Err(e) => {
-                let log = envoy.log();
-                drop(envoy);
-                last = e;
-                if log.contains("ddress already in use") || log.contains("cannot bind") {
-                    cfg.listener_port = free_port();
-                    cfg.admin_port = free_port();
-                    continue;
-                }
-                return Err(last);
-            }
-        }
-    }
-    Err(last)
+    let envoy = Envoy::try_start(&cfg.clone().wasm_debug_log(false))?;
+    Ok(Proc { envoy })
 }
 
 fn wait_for_token(envoy: &Envoy) -> Result<(), String> {
