@@ -339,6 +339,27 @@ fn expiry_for(behavior: &Behavior, lifetime: Option<Duration>, now: SystemTime) 
     }
 }
 
+/// Mints a token and records it in `issued`, so tests can check what the upstream received.
+fn issue_token(
+    s: &mut State,
+    subject: String,
+    audiences: Vec<String>,
+    source: TokenSource,
+    now: SystemTime,
+    expires: SystemTime,
+) -> String {
+    let token = new_token(s, &subject, &audiences, now, expires);
+    s.issued.push(IssuedToken {
+        token: token.clone(),
+        issued_at: now,
+        expires_at: expires,
+        subject,
+        audiences,
+        source,
+    });
+    token
+}
+
 fn new_token(s: &mut State, subject: &str, audiences: &[String], now: SystemTime, expires: SystemTime) -> String {
     s.token_counter += 1;
     let id = format!("kha-{}-{:016x}", s.token_counter, random_u64());
@@ -427,19 +448,7 @@ fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, li
     let now = SystemTime::now();
     let expires = expiry_for(behavior, lifetime, now);
     let subject = format!("system:serviceaccount:{ns}:{sa}");
-    let token = {
-        let mut s = lock(state);
-        let token = new_token(&mut s, &subject, &audiences, now, expires);
-        s.issued.push(IssuedToken {
-            token: token.clone(),
-            issued_at: now,
-            expires_at: expires,
-            subject,
-            audiences,
-            source: TokenSource::TokenRequest,
-        });
-        token
-    };
+    let token = issue_token(&mut lock(state), subject, audiences, TokenSource::TokenRequest, now, expires);
     let mut status = json!({ "token": token });
     if *behavior != Behavior::NoExpiry {
         status["expirationTimestamp"] = json!(rfc3339(expires));
@@ -499,19 +508,7 @@ fn oauth2(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, lifetime:
     let audiences: Vec<String> = form.iter().filter(|(k, _)| k == "audience").map(|(_, v)| v.clone()).collect();
     let now = SystemTime::now();
     let expires = expiry_for(behavior, lifetime, now);
-    let token = {
-        let mut s = lock(state);
-        let token = new_token(&mut s, &subject, &audiences, now, expires);
-        s.issued.push(IssuedToken {
-            token: token.clone(),
-            issued_at: now,
-            expires_at: expires,
-            subject,
-            audiences,
-            source: TokenSource::OAuth2,
-        });
-        token
-    };
+    let token = issue_token(&mut lock(state), subject, audiences, TokenSource::OAuth2, now, expires);
     let mut body = json!({ "access_token": token, "token_type": "Bearer" });
     match behavior {
         Behavior::NoExpiry => {}
