@@ -48,9 +48,10 @@ unit:
 validate: envoy wasm
 	ENVOY_BIN=$(ENVOY) cargo test --release --test config_files
 
-# HTTP/2 tests drive curl; install it where a minimal image lacks it.
+# Real clients the end-to-end tests drive: curl (HTTP/2) and kubectl. Installed where missing.
 tools:
 	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
 
 e2e: wasm envoy tools
 	ENVOY_BIN=$(ENVOY) cargo test --release --workspace --tests -- --test-threads=2
