@@ -1867,7 +1867,7 @@ fn production_envoy_example_uses_tls_and_the_host_environment() {
         env.get("key_values").is_none(),
         "{relative}: no secret may be written into the file"
     );
-    assert_eq!(config["fail_open"], json!(false));
+    assert_eq!(config["failure_policy"], json!("FAIL_CLOSED"));
 
     // The plugin asks for the same identity as the Istio deployment, so deploy/ RBAC fits both.
     let (namespace, service_account, _) = token_source(&compiled);
