@@ -209,6 +209,8 @@ pub fn run(a: DemoArgs) -> i32 {
             return 1;
         }
     };
+    // A demo left running under load must not grow without bound.
+    upstream.keep_at_most(10_000);
     tokens.set_required_bearer(a.required_bearer.as_deref());
     if let Some((id, secret)) = &a.oauth_client {
         tokens.set_oauth_client(id, secret);

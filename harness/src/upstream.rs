@@ -5,12 +5,14 @@ use crate::server::{Reply, Server};
 use serde_json::json;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub struct EchoUpstream {
     // Declared first so it is dropped (threads joined) before the recording.
     server: Server,
     requests: Arc<Mutex<Vec<RawRequest>>>,
+    keep_at_most: Arc<AtomicUsize>,
 }
 
 /// The JSON body the upstream answers with for `req`:
@@ -44,11 +46,20 @@ impl EchoUpstream {
     /// Starts on `addr` (the docker-compose stand-ins bind 0.0.0.0).
     pub fn start_at(addr: SocketAddr) -> io::Result<EchoUpstream> {
         let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
+        let keep_at_most = Arc::new(AtomicUsize::new(usize::MAX));
         let rec = requests.clone();
+        let limit = keep_at_most.clone();
         let server = Server::start_at(
             addr,
             Arc::new(move |req: &RawRequest, _stop: &std::sync::atomic::AtomicBool| {
-                rec.lock().unwrap_or_else(|e| e.into_inner()).push(req.clone());
+                let mut recorded = rec.lock().unwrap_or_else(|e| e.into_inner());
+                recorded.push(req.clone());
+                let limit = limit.load(Ordering::Relaxed);
+                if recorded.len() > limit {
+                    // Drop the oldest half at once, so trimming stays cheap under load.
+                    let excess = recorded.len() - limit / 2;
+                    recorded.drain(..excess);
+                }
                 Reply::Respond {
                     status: 200,
                     headers: vec![("content-type".into(), b"application/json".to_vec())],
@@ -56,11 +67,21 @@ impl EchoUpstream {
                 }
             }),
         )?;
-        Ok(EchoUpstream { server, requests })
+        Ok(EchoUpstream {
+            server,
+            requests,
+            keep_at_most,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
+    }
+
+    /// Bounds the recording for long-running stand-ins (`make run`, docker-compose): beyond
+    /// `limit` requests the oldest are forgotten. Tests keep everything (the default).
+    pub fn keep_at_most(&self, limit: usize) {
+        self.keep_at_most.store(limit.max(2), Ordering::Relaxed);
     }
 
     /// Every request received so far, in order.
@@ -87,6 +108,20 @@ mod tests {
     use super::*;
     use crate::client::{self, ClientRequest, Connection};
     use std::time::Duration;
+
+    #[test]
+    fn recording_can_be_bounded() {
+        let up = EchoUpstream::start();
+        up.keep_at_most(10);
+        let mut connection = Connection::open(up.addr()).unwrap();
+        for index in 0..25 {
+            let response = connection.send(&ClientRequest::get(&format!("/{index}")).keep_alive(true));
+            assert_eq!(response.status, 200);
+        }
+        let kept = up.requests();
+        assert!(kept.len() <= 10 && kept.len() >= 5, "{}", kept.len());
+        assert_eq!(kept.last().unwrap().path, "/24");
+    }
 
     #[test]
     fn echoes_and_records_raw_headers() {

@@ -40,6 +40,7 @@ fn main() {
         std::process::exit(1)
     });
     tokens.set_required_bearer(required_bearer.as_deref());
+    upstream.keep_at_most(10_000);
     println!(
         "stand-in Kiali on {}, stand-in Kubernetes TokenRequest API on {}",
         upstream.addr(),
