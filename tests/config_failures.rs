@@ -131,3 +131,16 @@ fn invalid_configuration_on_live_reload_is_rejected_and_the_good_one_keeps_servi
     let refused = harness::client::send(envoy.addr(), &ClientRequest::get("/")).unwrap();
     assert_refused(&refused, 401, "identity_missing");
 }
+
+#[test]
+fn even_fail_open_never_starts_with_a_rejected_configuration() {
+    let upstream = EchoUpstream::start();
+    let config = EnvoyConfig::proxy(upstream.addr()).filter(harness::Filter::Wasm {
+        plugin_config: BAD.to_string(),
+        vm_env: Vec::new(),
+        fail_open: true,
+    });
+    let error = Envoy::try_start(&config).err().expect("must not start");
+    assert!(error.contains(FIELD_ERROR), "{error}");
+    assert_eq!(upstream.count(), 0);
+}
