@@ -95,7 +95,7 @@ impl RequestContext {
         if let Some(value) = &authorization {
             edits.push((b"authorization", value.as_bytes()));
         }
-        let mut removals = plan.remove.clone();
+        let mut removals = plan.remove;
         if waits_for_token {
             // The client's own Authorization must not slip through while the request waits.
             removals.push(b"authorization");
@@ -153,8 +153,10 @@ impl RequestContext {
     }
 }
 
-/// Each host call costs about a microsecond, so a request with more than a couple of edits gets
-/// its whole header map rewritten in one call (`set_header_pairs`) instead of one call per edit.
+/// A request with a couple of edits (strip-only, usually one removal) gets one host call per
+/// edit; beyond that, or when a name repeats (several `impersonate-group`), the whole header map
+/// is rewritten in one `set_header_pairs` call. For the ten edits of the bench request both ways
+/// measured the same; the rewrite is the one that can add a name more than once.
 const EDITS_WORTH_ONE_REWRITE: usize = 3;
 
 fn apply_edits(

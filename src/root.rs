@@ -39,7 +39,8 @@ pub struct TokenRuntime {
 
 pub struct LocalToken {
     pub generation: u64,
-    pub authorization: String,
+    /// Shared, so handing it to each request is a reference count, not a copy of the token.
+    pub authorization: Rc<str>,
     pub usable_until_ms: u64,
 }
 
@@ -51,10 +52,10 @@ pub struct Waiter {
 impl TokenRuntime {
     /// The `Authorization` value to inject now, if a usable token exists. Falls back to the shared
     /// copy when this worker's copy went stale between ticks.
-    pub fn authorization(&self, now_ms: u64) -> Option<String> {
+    pub fn authorization(&self, now_ms: u64) -> Option<Rc<str>> {
         if let Some(local) = self.local.borrow().as_ref() {
             if now_ms < local.usable_until_ms {
-                return Some(local.authorization.clone());
+                return Some(Rc::clone(&local.authorization));
             }
         }
         let (bytes, _) = host::get_shared_data(&self.key).ok().flatten()?;
@@ -64,7 +65,7 @@ impl TokenRuntime {
         local
             .as_ref()
             .filter(|local| now_ms < local.usable_until_ms)
-            .map(|local| local.authorization.clone())
+            .map(|local| Rc::clone(&local.authorization))
     }
 
     fn adopt(&self, state: &SharedState, now_ms: u64) {
@@ -74,7 +75,7 @@ impl TokenRuntime {
             Some(token) if current != Some(state.generation) => {
                 *local = Some(LocalToken {
                     generation: state.generation,
-                    authorization: format!("Bearer {token}"),
+                    authorization: Rc::from(format!("Bearer {token}")),
                     usable_until_ms: state.usable_until_ms,
                 });
             }
