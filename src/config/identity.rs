@@ -1,0 +1,274 @@
+//! The `identity` section: which headers carry the authenticated user, presets for the common
+//! authenticating proxies, and the limits applied to every value.
+
+use std::collections::BTreeMap;
+
+use super::checks::header_name;
+use super::raw::RawIdentity;
+use super::ConfigError;
+use crate::extra_key::encode_extra_key;
+
+/// Longest identity value (user, uid, one group, one extra value) accepted by default, in bytes.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;
+pub const DEFAULT_MAX_GROUPS: usize = 100;
+pub const MAX_GROUPS_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// All header names are lowercase, as Envoy presents them.
+    pub user_header: String,
+    pub groups_header: Option<String>,
+    pub groups_separator: String,
+    pub uid_header: Option<String>,
+    /// (source header, output header name `impersonate-extra-<escaped key>`), sorted by key.
+    pub extras: Vec<ExtraMapping>,
+    pub user_prefix: String,
+    pub group_prefix: String,
+    pub static_groups: Vec<String>,
+    pub allow_system_identities: bool,
+    pub max_groups: usize,
+    pub max_value_bytes: usize,
+    pub remove_identity_headers: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraMapping {
+    pub key: String,
+    pub source_header: String,
+    pub output_header: String,
+}
+
+/// Header names filled in by a preset. Each was checked against the proxy's documentation and
+/// source; see README.md "Identity presets".
+struct Preset {
+    user_header: &'static str,
+    groups_header: Option<&'static str>,
+    groups_separator: &'static str,
+    uid_header: Option<&'static str>,
+    extras: &'static [(&'static str, &'static str)],
+}
+
+pub const PRESET_NAMES: &[&str] = &["oauth2-proxy", "oauth2-proxy-auth-request", "authelia", "authentik"];
+
+fn preset(name: &str) -> Option<Preset> {
+    match name {
+        // oauth2-proxy in reverse-proxy mode with --pass-user-headers (the default): groups are
+        // joined with "," into one X-Forwarded-Groups header.
+        "oauth2-proxy" => Some(Preset {
+            user_header: "x-forwarded-user",
+            groups_header: Some("x-forwarded-groups"),
+            groups_separator: ",",
+            uid_header: None,
+            extras: &[("email", "x-forwarded-email")],
+        }),
+        // oauth2-proxy as an auth_request / ext_authz service with --set-xauthrequest.
+        "oauth2-proxy-auth-request" => Some(Preset {
+            user_header: "x-auth-request-user",
+            groups_header: Some("x-auth-request-groups"),
+            groups_separator: ",",
+            uid_header: None,
+            extras: &[("email", "x-auth-request-email")],
+        }),
+        // Authelia forward-auth: Remote-User, Remote-Groups (comma-separated), Remote-Email.
+        "authelia" => Some(Preset {
+            user_header: "remote-user",
+            groups_header: Some("remote-groups"),
+            groups_separator: ",",
+            uid_header: None,
+            extras: &[("email", "remote-email")],
+        }),
+        // authentik proxy outpost: X-authentik-username, X-authentik-groups ("|"-separated),
+        // X-authentik-email, X-authentik-uid.
+        "authentik" => Some(Preset {
+            user_header: "x-authentik-username",
+            groups_header: Some("x-authentik-groups"),
+            groups_separator: "|",
+            uid_header: Some("x-authentik-uid"),
+            extras: &[("email", "x-authentik-email")],
+        }),
+        _ => None,
+    }
+}
+
+pub(super) fn compile_identity(raw: RawIdentity) -> Result<IdentityConfig, ConfigError> {
+    let preset = match raw.preset.as_deref() {
+        None => None,
+        Some(name) => Some(preset(name).ok_or_else(|| {
+            ConfigError::new(
+                "identity.preset",
+                format!(
+                    "unknown preset {name:?}; use one of {} or set the header fields yourself",
+                    PRESET_NAMES.join(", ")
+                ),
+            )
+        })?),
+    };
+
+    let user_header = match (raw.user_header, &preset) {
+        (Some(name), _) => name,
+        (None, Some(preset)) => preset.user_header.to_string(),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "identity.user_header",
+                "is required when no `preset` is given (for example \"x-forwarded-user\")",
+            ))
+        }
+    };
+    let user_header = header_name("identity.user_header", &user_header)?;
+
+    // `Some(None)` is an explicit JSON null: it switches off a header the preset would set.
+    let groups_header = match raw.groups_header {
+        Some(explicit) => explicit,
+        None => preset.as_ref().and_then(|p| p.groups_header.map(str::to_string)),
+    }
+    .map(|name| header_name("identity.groups_header", &name))
+    .transpose()?;
+
+    let groups_separator = raw.groups_separator.unwrap_or_else(|| {
+        preset
+            .as_ref()
+            .map_or(",", |p| p.groups_separator)
+            .to_string()
+    });
+    if groups_separator.is_empty() || groups_separator.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            "identity.groups_separator",
+            "must be a non-empty string without control characters (for example \",\")",
+        ));
+    }
+
+    let uid_header = match raw.uid_header {
+        Some(explicit) => explicit,
+        None => preset.as_ref().and_then(|p| p.uid_header.map(str::to_string)),
+    }
+    .map(|name| header_name("identity.uid_header", &name))
+    .transpose()?;
+
+    let extra_sources: BTreeMap<String, String> = match raw.extra_headers {
+        Some(explicit) => explicit,
+        None => preset
+            .as_ref()
+            .map(|p| {
+                p.extras
+                    .iter()
+                    .map(|(key, header)| (key.to_string(), header.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut extras = Vec::with_capacity(extra_sources.len());
+    for (key, header) in extra_sources {
+        let field = format!("identity.extra_headers.{key}");
+        if key.is_empty() || key.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                field,
+                "an extra key must be non-empty and free of control characters",
+            ));
+        }
+        // The API server lowercases the *encoded* key (strings.ToLower before PathUnescape), so
+        // only ASCII letters change; non-ASCII travels percent-encoded and keeps its case.
+        let key = key.to_ascii_lowercase();
+        let source_header = header_name(&field, &header)?;
+        let output_header = format!("impersonate-extra-{}", encode_extra_key(&key));
+        if extras.iter().any(|e: &ExtraMapping| e.key == key) {
+            return Err(ConfigError::new(
+                field,
+                "two extra keys differ only in letter case; Kubernetes lowercases them, keep one",
+            ));
+        }
+        extras.push(ExtraMapping {
+            key,
+            source_header,
+            output_header,
+        });
+    }
+
+    let max_groups = raw.max_groups.unwrap_or(DEFAULT_MAX_GROUPS);
+    if !(1..=MAX_GROUPS_LIMIT).contains(&max_groups) {
+        return Err(ConfigError::new(
+            "identity.max_groups",
+            format!("must be between 1 and {MAX_GROUPS_LIMIT} (got {max_groups})"),
+        ));
+    }
+    let max_value_bytes = raw.max_value_bytes.unwrap_or(DEFAULT_MAX_VALUE_BYTES);
+    if !(16..=16_384).contains(&max_value_bytes) {
+        return Err(ConfigError::new(
+            "identity.max_value_bytes",
+            format!("must be between 16 and 16384 (got {max_value_bytes})"),
+        ));
+    }
+
+    for (field, value) in [
+        ("identity.user_prefix", &raw.user_prefix),
+        ("identity.group_prefix", &raw.group_prefix),
+    ] {
+        if value.chars().any(char::is_control) || value.len() > 256 {
+            return Err(ConfigError::new(
+                field,
+                "must be at most 256 bytes without control characters",
+            ));
+        }
+    }
+
+    let mut static_groups: Vec<String> = Vec::with_capacity(raw.static_groups.len());
+    for (index, group) in raw.static_groups.iter().enumerate() {
+        let field = format!("identity.static_groups[{index}]");
+        let trimmed = group.trim();
+        if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                field,
+                "a static group must be non-empty and free of control characters",
+            ));
+        }
+        if !raw.allow_system_identities && crate::identity::is_system_identity(trimmed) {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "{trimmed:?} is a Kubernetes system group; the API server adds \
+                     system:authenticated on its own. Remove it, or set \
+                     identity.allow_system_identities to true if you really mean it"
+                ),
+            ));
+        }
+        if !static_groups.iter().any(|g| g == trimmed) {
+            static_groups.push(trimmed.to_string());
+        }
+    }
+
+    let remove_identity_headers = raw.remove_identity_headers.unwrap_or(true);
+
+    let mut seen: Vec<(&str, &str)> = vec![("identity.user_header", user_header.as_str())];
+    if let Some(name) = &groups_header {
+        seen.push(("identity.groups_header", name));
+    }
+    if let Some(name) = &uid_header {
+        seen.push(("identity.uid_header", name));
+    }
+    for extra in &extras {
+        seen.push(("identity.extra_headers", &extra.source_header));
+    }
+    for (index, (field, name)) in seen.iter().enumerate() {
+        if let Some((other, _)) = seen[..index].iter().find(|(_, n)| n == name) {
+            return Err(ConfigError::new(
+                *field,
+                format!("header {name:?} is already used by `{other}`; each identity header must be distinct"),
+            ));
+        }
+    }
+
+    Ok(IdentityConfig {
+        user_header,
+        groups_header,
+        groups_separator,
+        uid_header,
+        extras,
+        user_prefix: raw.user_prefix,
+        group_prefix: raw.group_prefix,
+        static_groups,
+        allow_system_identities: raw.allow_system_identities,
+        max_groups,
+        max_value_bytes,
+        remove_identity_headers,
+    })
+}
+

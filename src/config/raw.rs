@@ -1,0 +1,85 @@
+//! The JSON as users write it: serde types only, `deny_unknown_fields` everywhere. Each section
+//! is compiled into its validated form by the module of the same name.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) identity: Option<RawIdentity>,
+    pub(super) trusted_peers: Option<RawTrustedPeers>,
+    pub(super) token_source: Option<RawTokenSource>,
+    pub(super) max_request_wait_ms: Option<u64>,
+    pub(super) max_waiting_requests: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    pub(super) preset: Option<String>,
+    pub(super) user_header: Option<String>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    pub(super) groups_header: Option<Option<String>>,
+    pub(super) groups_separator: Option<String>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    pub(super) uid_header: Option<Option<String>>,
+    pub(super) extra_headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub(super) user_prefix: String,
+    #[serde(default)]
+    pub(super) group_prefix: String,
+    #[serde(default)]
+    pub(super) static_groups: Vec<String>,
+    #[serde(default)]
+    pub(super) allow_system_identities: bool,
+    pub(super) max_groups: Option<usize>,
+    pub(super) max_value_bytes: Option<usize>,
+    pub(super) remove_identity_headers: Option<bool>,
+}
+
+/// Tells an absent field (`None`: use the preset) from an explicit `null` (`Some(None)`: off).
+fn explicit_null<'de, D>(deserializer: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTrustedPeers {
+    #[serde(default)]
+    pub(super) principals: Vec<String>,
+    #[serde(default)]
+    pub(super) source_cidrs: Vec<String>,
+}
+
+/// Both source types in one flat struct: serde's tagged enums buffer the whole object and add
+/// tens of KB to the wasm. Which fields belong to which `type` is checked in
+/// `compile_token_source`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokenSource {
+    #[serde(rename = "type")]
+    pub(super) source_type: Option<String>,
+    pub(super) cluster: Option<String>,
+    pub(super) authority: Option<String>,
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) retry_initial_ms: Option<u64>,
+    pub(super) retry_max_ms: Option<u64>,
+    // kubernetes_token_request
+    pub(super) namespace: Option<String>,
+    pub(super) service_account: Option<String>,
+    pub(super) audiences: Option<Vec<String>>,
+    pub(super) expiration_seconds: Option<u64>,
+    pub(super) credential_env: Option<String>,
+    // oauth2_client_credentials
+    pub(super) token_path: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) client_secret_env: Option<String>,
+    pub(super) scope: Option<String>,
+    pub(super) audience: Option<String>,
+}
+
