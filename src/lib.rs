@@ -8,6 +8,7 @@ pub mod identity;
 pub mod json_path;
 pub mod peer;
 pub mod random;
+pub mod rbac;
 pub mod refusal;
 pub mod token;
 

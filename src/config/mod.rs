@@ -10,6 +10,7 @@
 mod checks;
 mod identity;
 mod raw;
+mod rbac;
 mod token_source;
 mod trusted_peers;
 
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub use checks::is_token_byte;
 pub use identity::*;
+pub use rbac::{RbacCheckMode, RBAC_CHECK_MODES};
 pub use token_source::*;
 
 use crate::peer::TrustedPeers;
@@ -74,6 +76,7 @@ pub struct FilterConfig {
     pub token_source: Option<TokenSourceConfig>,
     pub max_request_wait: Duration,
     pub max_waiting_requests: usize,
+    pub rbac_check: RbacCheckMode,
 }
 
 impl FilterConfig {
@@ -157,12 +160,19 @@ fn compile(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         ));
     }
 
+    let kubernetes_source = matches!(
+        token_source.as_ref().map(|source| &source.kind),
+        Some(TokenSourceKind::KubernetesTokenRequest { .. })
+    );
+    let rbac_check = rbac::compile_rbac_check(raw.rbac_check, kubernetes_source)?;
+
     Ok(FilterConfig {
         identity,
         trusted_peers,
         token_source,
         max_request_wait: Duration::from_millis(max_request_wait_ms),
         max_waiting_requests,
+        rbac_check,
     })
 }
 

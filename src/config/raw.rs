@@ -13,6 +13,7 @@ pub(super) struct RawConfig {
     pub(super) token_source: Option<RawTokenSource>,
     pub(super) max_request_wait_ms: Option<u64>,
     pub(super) max_waiting_requests: Option<usize>,
+    pub(super) rbac_check: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
