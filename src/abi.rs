@@ -99,14 +99,14 @@ pub extern "C" fn proxy_on_tick(root_id: u32) {
 #[no_mangle]
 pub extern "C" fn proxy_on_http_call_response(
     root_id: u32,
-    _token: u32,
+    call_id: u32,
     num_headers: usize,
     body_size: usize,
     _num_trailers: usize,
 ) {
     ROOTS.with(|roots| {
         if let Some(root) = roots.borrow_mut().get_mut(&root_id) {
-            root.on_http_call_response(num_headers, body_size);
+            root.on_http_call_response(call_id, num_headers, body_size);
         }
     });
 }

@@ -74,6 +74,9 @@ impl RequestContext {
             Err(refusal) => return self.refuse(refusal),
         };
         vm.metrics.stripped(plan.stripped_impersonation_headers);
+        if let Some(refusal) = vm.rbac_gate.refusal() {
+            return self.refuse(refusal);
+        }
 
         // Full impersonation: the token, or none yet (the request will wait for it).
         let mut waits_for_token = false;

@@ -53,6 +53,7 @@ pub struct Metrics {
     fetch_latency_ms: Option<u32>,
     token_seconds_to_expiry: Option<u32>,
     config_rejected: Option<u32>,
+    rbac_check: [Option<u32>; 3],
 }
 
 const PREFIX: &str = "kiali_header_auth.";
@@ -81,6 +82,8 @@ impl Metrics {
             fetch_latency_ms: define(METRIC_HISTOGRAM, "token_fetch_latency_ms"),
             token_seconds_to_expiry: define(METRIC_GAUGE, "token_seconds_to_expiry"),
             config_rejected: define(METRIC_COUNTER, "config_rejected_total"),
+            rbac_check: ["allowed", "denied", "error"]
+                .map(|outcome| define(METRIC_COUNTER, &format!("rbac_check.{outcome}"))),
         }
     }
 
@@ -152,6 +155,16 @@ impl Metrics {
 
     pub fn config_rejected(&self) {
         bump(self.config_rejected, 1);
+    }
+
+    /// One permission of the RBAC self-check answered.
+    pub fn rbac_outcome(&self, outcome: &crate::rbac::Outcome) {
+        let index = match outcome {
+            crate::rbac::Outcome::Allowed => 0,
+            crate::rbac::Outcome::Denied { .. } => 1,
+            crate::rbac::Outcome::Error { .. } => 2,
+        };
+        bump(self.rbac_check[index], 1);
     }
 }
 

@@ -9,15 +9,18 @@ pub enum Reason {
     IdentityMalformed,
     UntrustedPeer,
     TokenUnavailable,
+    /// `rbac_check: "enforce"` and the impersonator token lacks a needed permission.
+    RbacDenied,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::IdentityMissing,
         Reason::IdentityForbidden,
         Reason::IdentityMalformed,
         Reason::UntrustedPeer,
         Reason::TokenUnavailable,
+        Reason::RbacDenied,
     ];
 
     /// The stable, documented `reason` of the JSON body; also the metric suffix.
@@ -28,6 +31,7 @@ impl Reason {
             Reason::IdentityMalformed => "identity_malformed",
             Reason::UntrustedPeer => "untrusted_peer",
             Reason::TokenUnavailable => "token_unavailable",
+            Reason::RbacDenied => "rbac_denied",
         }
     }
 
@@ -36,7 +40,7 @@ impl Reason {
             Reason::IdentityMissing => 401,
             Reason::IdentityForbidden | Reason::UntrustedPeer => 403,
             Reason::IdentityMalformed => 400,
-            Reason::TokenUnavailable => 503,
+            Reason::TokenUnavailable | Reason::RbacDenied => 503,
         }
     }
 }
@@ -105,6 +109,8 @@ mod tests {
         assert_eq!(parsed["error"], "no \"user\"");
         assert_eq!(Reason::IdentityMissing.status(), 401);
         assert_eq!(Reason::TokenUnavailable.status(), 503);
+        assert_eq!(Reason::RbacDenied.status(), 503);
+        assert_eq!(Reason::RbacDenied.as_str(), "rbac_denied");
     }
 
     #[test]

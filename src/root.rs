@@ -11,6 +11,7 @@ use crate::host;
 use crate::http::RequestContext;
 use crate::metrics::Metrics;
 use crate::random::Rng;
+use crate::rbac_runtime::{RbacChecker, RbacGate};
 use crate::refusal::{Reason, Refusal};
 use crate::reply;
 use crate::token::request::{self, Credentials};
@@ -29,6 +30,8 @@ pub struct VmState {
     pub config: FilterConfig,
     pub metrics: Rc<Metrics>,
     pub token: Option<TokenRuntime>,
+    /// Set in `rbac_check: "enforce"` mode while a needed permission is denied.
+    pub rbac_gate: RbacGate,
 }
 
 pub struct TokenRuntime {
@@ -94,6 +97,7 @@ pub struct Root {
     fetch_started_ms: Option<u64>,
     tick_ms: u32,
     metrics: Rc<Metrics>,
+    rbac: RbacChecker,
 }
 
 impl Root {
@@ -109,6 +113,7 @@ impl Root {
             fetch_started_ms: None,
             tick_ms: 0,
             metrics: Rc::new(Metrics::default()),
+            rbac: RbacChecker::default(),
         }
     }
 
@@ -232,6 +237,12 @@ impl Root {
                     next.generation
                 );
                 runtime.adopt(next, now_ms);
+                // A token this worker stored (not an older answer that lost to a fresher one):
+                // this worker asks what it may do.
+                if next.token.as_deref() == Some(fetched.token.as_str()) {
+                    let authorization = format!("Bearer {}", fetched.token);
+                    self.rbac.start(state, next.generation, &authorization, now_ms);
+                }
             }
             (Err(error), Some(next)) => {
                 self.metrics.fetch_failed(error.failure, latency_ms);
@@ -314,15 +325,16 @@ impl Root {
 
 /// The entry points `abi` calls.
 impl Root {
-    pub fn on_http_call_response(&mut self, num_headers: usize, body_size: usize) {
+    pub fn on_http_call_response(&mut self, call_id: u32, num_headers: usize, body_size: usize) {
         let now_ms = host::now_ms();
-        let started = self.fetch_started_ms.take();
         let Some(state) = self.state.clone() else {
             return;
         };
         let Some(source) = &state.config.token_source else {
             return;
         };
+        let rbac_review = self.rbac.owns(call_id);
+        let started = if rbac_review { None } else { self.fetch_started_ms.take() };
         let status = if num_headers == 0 {
             None
         } else {
@@ -341,6 +353,10 @@ impl Root {
         } else {
             Vec::new()
         };
+        if rbac_review {
+            self.rbac.on_response(&state, call_id, status, &body, now_ms);
+            return;
+        }
         let result = response::parse(&source.kind, status, &body, now_ms);
         let latency = started.map(|start| now_ms.saturating_sub(start));
         self.finish_fetch(&state, result, now_ms, latency);
@@ -396,7 +412,9 @@ impl Root {
             config,
             metrics: self.metrics.clone(),
             token,
+            rbac_gate: RbacGate::default(),
         }));
+        self.rbac = RbacChecker::default();
         self.tick_ms = 0;
         self.set_tick(if has_token { FAST_TICK_MS } else { SLOW_TICK_MS });
         true
@@ -418,6 +436,7 @@ impl Root {
             }
         }
         self.maybe_start_fetch(&state, now_ms);
+        self.rbac.on_tick(&state, now_ms);
         self.serve_waiters(&state, now_ms);
         let usable = runtime
             .local

@@ -12,6 +12,7 @@ pub mod http1;
 pub mod paths;
 pub mod ports;
 pub mod server;
+pub mod ssar;
 pub mod time;
 pub mod token_service;
 pub mod upstream;

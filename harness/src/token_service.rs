@@ -10,6 +10,7 @@
 use crate::encoding;
 use crate::http1::RawRequest;
 use crate::server::{interruptible_sleep, Reply, Server};
+use crate::ssar::SelfSubjectAccessReviews;
 use crate::time::{rfc3339, truncate_to_seconds, unix_seconds};
 use serde_json::{json, Value};
 use std::collections::hash_map::RandomState;
@@ -90,6 +91,7 @@ struct State {
     requests: Vec<RawRequest>,
     issued: Vec<IssuedToken>,
     token_counter: u64,
+    reviews: SelfSubjectAccessReviews,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -237,9 +239,26 @@ impl TokenService {
     pub fn is_valid_now(&self, token: &str) -> bool {
         self.is_valid_at(token, SystemTime::now())
     }
+
+    /// The SelfSubjectAccessReview stand-in: its rule table, error mode and recorded reviews.
+    pub fn reviews(&self) -> SelfSubjectAccessReviews {
+        lock(&self.state).reviews.clone()
+    }
 }
 
 fn handle(state: &Mutex<State>, req: &RawRequest, stop: &AtomicBool) -> Reply {
+    if req.path_only() == crate::ssar::REVIEW_PATH {
+        let bearer = bearer_of(req);
+        let (reviews, valid) = {
+            let s = lock(state);
+            let now = SystemTime::now();
+            let valid = bearer.as_deref().is_some_and(|b| {
+                s.issued.iter().any(|t| t.token == b && truncate_to_seconds(t.issued_at) <= now && now < t.expires_at)
+            });
+            (s.reviews.clone(), valid)
+        };
+        return reviews.answer(req, bearer, valid);
+    }
     let (route, ns_sa) = {
         let segs: Vec<&str> = req.path_only().split('/').collect();
         match segs.as_slice() {
