@@ -4,6 +4,7 @@
 //! See `docs/HARNESS_SPEC.md`.
 
 pub mod bench;
+pub mod bootstrap_token;
 pub mod client;
 pub mod demo;
 pub mod encoding;

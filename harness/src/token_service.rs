@@ -197,6 +197,16 @@ impl TokenService {
         lock(&self.state).required_bearer = bearer.map(str::to_string);
     }
 
+    pub fn required_bearer(&self) -> Option<String> {
+        lock(&self.state).required_bearer.clone()
+    }
+
+    /// `set_required_bearer` for another thread (the bootstrap token refresher).
+    pub fn bearer_handle(&self) -> impl Fn(Option<&str>) + Send + 'static {
+        let state = self.state.clone();
+        move |bearer| lock(&state).required_bearer = bearer.map(str::to_string)
+    }
+
     /// Requires these client credentials on the OAuth2 route (HTTP Basic or
     /// `client_id`/`client_secret` form fields). Without it any client is accepted.
     pub fn set_oauth_client(&self, id: &str, secret: &str) {

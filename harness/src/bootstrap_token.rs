@@ -1,0 +1,197 @@
+//! The rotating bootstrap credential, as the kubelet provides it to a pod: a projected
+//! ServiceAccount token file that is replaced (write a new file, rename it over the old one)
+//! before it expires. Envoy's upstream `credential_injector` reads it through an SDS generic
+//! secret whose `path_config_source` watches the token's directory (see
+//! `EnvoyConfig::bootstrap_credential`).
+//!
+//! The strict token service accepts only the current token: `BootstrapToken::rotate` returns the
+//! new one, the caller hands it to `TokenService::set_required_bearer` and the old one is revoked.
+
+use crate::token_service::TokenService;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The token file's name in its directory (as in a projected volume's `path`).
+pub const TOKEN_FILE: &str = "token";
+/// The SDS resource file Envoy's `path_config_source` reads, next to the token.
+pub const SDS_FILE: &str = "sds.yaml";
+/// The SDS secret's name, referenced by the credential injector.
+pub const SECRET_NAME: &str = "kiali-header-auth-bootstrap-token";
+
+/// A token file in `dir` plus the SDS resource that points Envoy at it.
+pub struct BootstrapToken {
+    dir: PathBuf,
+    current: String,
+    rotations: u64,
+}
+
+fn random_suffix() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+/// Writes `contents` to `path` the way the kubelet does: a new file in the same directory, synced,
+/// then renamed over the old one, so a reader sees the old or the new token, never half of one.
+pub fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let staging = dir.join(format!(".{name}.{:016x}.tmp", random_suffix()));
+    let mut file = std::fs::File::create(&staging)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&staging, path)
+}
+
+/// The SDS resource (a generic secret read from `token_file`), as Envoy's path config source
+/// expects it.
+pub fn sds_resource(token_file: &Path) -> String {
+    format!(
+        "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  \
+         name: {SECRET_NAME}\n  generic_secret:\n    secret:\n      filename: {}\n",
+        serde_json::to_string(&token_file.to_string_lossy()).unwrap_or_default()
+    )
+}
+
+impl BootstrapToken {
+    /// Creates `dir` if needed, writes a first token and the SDS resource.
+    pub fn create(dir: &Path) -> io::Result<BootstrapToken> {
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        let mut token = BootstrapToken { dir, current: String::new(), rotations: 0 };
+        token.rotate()?;
+        replace_file(&token.sds_file(), sds_resource(&token.token_file()).as_bytes())?;
+        Ok(token)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.join(TOKEN_FILE)
+    }
+
+    pub fn sds_file(&self) -> PathBuf {
+        self.dir.join(SDS_FILE)
+    }
+
+    pub fn current(&self) -> &str {
+        &self.current
+    }
+
+    /// Writes a new token (write-new-then-rename) and returns it.
+    pub fn rotate(&mut self) -> io::Result<String> {
+        self.rotations += 1;
+        let token = format!("bootstrap-{}-{:016x}", self.rotations, random_suffix());
+        replace_file(&self.token_file(), token.as_bytes())?;
+        self.current = token.clone();
+        Ok(token)
+    }
+
+    /// Rotates, then makes `tokens` accept only the new token (the old one is revoked).
+    pub fn rotate_and_revoke(&mut self, tokens: &TokenService) -> io::Result<String> {
+        let token = self.rotate()?;
+        tokens.set_required_bearer(Some(&token));
+        Ok(token)
+    }
+}
+
+/// Rotates a bootstrap token every `period` on a thread, as the kubelet would, and keeps the
+/// token service's accepted bearer in step. For `make run`; stops on Drop.
+pub struct Refresher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    token: Arc<Mutex<BootstrapToken>>,
+}
+
+impl Refresher {
+    /// Writes the first token in `dir` (the token service accepts only it) and starts rotating.
+    pub fn start(dir: &Path, period: Duration, tokens: &TokenService) -> io::Result<Refresher> {
+        let token = BootstrapToken::create(dir)?;
+        tokens.set_required_bearer(Some(token.current()));
+        let token = Arc::new(Mutex::new(token));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = tokens.bearer_handle();
+        let (thread_token, thread_stop) = (token.clone(), stop.clone());
+        let thread = std::thread::Builder::new().name("bootstrap-token".into()).spawn(move || {
+            let mut next = Instant::now() + period;
+            while !thread_stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                if Instant::now() < next {
+                    continue;
+                }
+                next = Instant::now() + period;
+                let mut token = thread_token.lock().unwrap_or_else(|e| e.into_inner());
+                match token.rotate() {
+                    Ok(new) => accepted(Some(&new)),
+                    Err(e) => eprintln!("bootstrap token: cannot rotate {}: {e}", token.token_file().display()),
+                }
+            }
+        })?;
+        Ok(Refresher { stop, thread: Some(thread), token })
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).token_file()
+    }
+}
+
+impl Drop for Refresher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_replaces_the_file_atomically_and_keeps_the_sds_resource() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut token = BootstrapToken::create(&dir.path().join("tokens")).unwrap();
+        let first = token.current().to_string();
+        assert_eq!(std::fs::read_to_string(token.token_file()).unwrap(), first);
+        let sds = std::fs::read_to_string(token.sds_file()).unwrap();
+        assert!(sds.contains(SECRET_NAME) && sds.contains(&*token.token_file().to_string_lossy()), "{sds}");
+        let second = token.rotate().unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read_to_string(token.token_file()).unwrap(), second);
+        let leftovers: Vec<_> = std::fs::read_dir(token.dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn the_refresher_rotates_and_the_token_service_accepts_only_the_current_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = TokenService::start();
+        let refresher = Refresher::start(dir.path(), Duration::from_millis(200), &tokens).unwrap();
+        let first = std::fs::read_to_string(refresher.token_file()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut second = first.clone();
+        while second == first && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            second = std::fs::read_to_string(refresher.token_file()).unwrap();
+        }
+        assert_ne!(first, second, "rotated within 5 s");
+        drop(refresher);
+        let current = std::fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap();
+        assert_eq!(tokens.required_bearer().as_deref(), Some(current.as_str()));
+    }
+}
