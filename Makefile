@@ -39,7 +39,7 @@ wasm: toolchain
 	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 
 run: wasm envoy
-	ENVOY_BIN=$(ENVOY) cargo run --quiet --release -p harness --bin demo -- --envoy-config envoy.yaml --required-bearer demo-bootstrap-token --curl-header 'X-Forwarded-User: alice' --curl-header 'X-Forwarded-Groups: dev,ops'
+	ENVOY_BIN=$(ENVOY) cargo run --quiet --release -p harness --bin demo -- --envoy-config envoy.yaml --curl-header 'X-Forwarded-User: alice' --curl-header 'X-Forwarded-Groups: dev,ops'
 
 unit:
 	cargo test --workspace --lib --bins

@@ -8,6 +8,9 @@ use kiali_header_auth::config::FilterConfig;
 /// Paths inside container images or pods, replaced by local files for validation.
 const CONTAINER_WASM: &str = "/etc/envoy/kiali_header_auth.wasm";
 const POD_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+/// Where the bootstrap token and its SDS resource live: in the pod (projected volume) and for
+/// `make run`. Envoy's validation reads the SDS file, so it is replaced by a local one.
+const BOOTSTRAP_TOKEN_DIRS: [&str; 2] = ["/var/run/secrets/kiali-header-auth", "/tmp/kiali-header-auth-demo"];
 
 fn envoy_bootstraps() -> Vec<PathBuf> {
     let root = harness::paths::repo_root();
@@ -34,9 +37,12 @@ fn envoy_bootstraps() -> Vec<PathBuf> {
     found
 }
 
-fn localised(path: &Path) -> PathBuf {
+fn localised(path: &Path, bootstrap: &harness::bootstrap_token::BootstrapToken) -> PathBuf {
     let root = harness::paths::repo_root();
-    let text = std::fs::read_to_string(path).unwrap();
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for dir in BOOTSTRAP_TOKEN_DIRS {
+        text = text.replace(dir, &bootstrap.dir().to_string_lossy());
+    }
     let wasm = harness::paths::wasm_path();
     let ca = root.join("tests/fixtures/test-ca.crt");
     let text = text
@@ -101,11 +107,10 @@ fn every_envoy_config_validates() {
         configs.iter().any(|p| p == &root.join("envoy.yaml")),
         "envoy.yaml must be among {configs:?}"
     );
-    // Production configs pass the bootstrap credential from Envoy's own environment
-    // (`host_env_keys`); the plugin refuses to start without it, even in validate mode.
-    std::env::set_var("TOKEN_REQUESTER_BEARER", "validation-only");
+    let bootstrap_dir = tempfile::tempdir().unwrap();
+    let bootstrap = harness::bootstrap_token::BootstrapToken::create(bootstrap_dir.path()).unwrap();
     for config in &configs {
-        let local = localised(config);
+        let local = localised(config, &bootstrap);
         let result = harness::envoy::validate(&local);
         let _ = std::fs::remove_file(&local);
         if let Err(message) = result {

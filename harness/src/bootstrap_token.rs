@@ -104,6 +104,40 @@ impl BootstrapToken {
     }
 }
 
+/// How often `make run` and docker-compose replace the bootstrap token (the kubelet does it at
+/// 80% of the projected token's lifetime; a minute shows it happening).
+pub const DEMO_ROTATION_PERIOD: Duration = Duration::from_secs(60);
+
+/// The directory an Envoy bootstrap watches for its bootstrap token
+/// (`path_config_source.watched_directory.path`), if it has one.
+pub fn watched_directory(envoy_yaml: &str) -> Option<PathBuf> {
+    let after = &envoy_yaml[envoy_yaml.find("watched_directory")?..];
+    let value = &after[after.find("path:")? + "path:".len()..];
+    let end = value.find(['}', '\n', ',']).unwrap_or(value.len());
+    let path = value[..end].trim().trim_matches(['"', '\'']);
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// For `make run`: when `envoy_yaml` reads a bootstrap token from a watched directory, writes one
+/// there, makes `tokens` accept only it, and rotates it every minute. Keep the result alive.
+pub fn refresher_for(envoy_yaml: &str, tokens: &TokenService) -> Option<Refresher> {
+    let dir = watched_directory(envoy_yaml)?;
+    match Refresher::start(&dir, DEMO_ROTATION_PERIOD, tokens) {
+        Ok(refresher) => {
+            println!(
+                "bootstrap token: {} (replaced every {} s; the token service accepts only the current one)",
+                refresher.token_file().display(),
+                DEMO_ROTATION_PERIOD.as_secs()
+            );
+            Some(refresher)
+        }
+        Err(e) => {
+            eprintln!("bootstrap token: cannot write it in {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
 /// Rotates a bootstrap token every `period` on a thread, as the kubelet would, and keeps the
 /// token service's accepted bearer in step. For `make run`; stops on Drop.
 pub struct Refresher {
@@ -175,6 +209,15 @@ mod tests {
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn finds_the_watched_directory_of_the_repository_configs() {
+        let root = crate::paths::repo_root();
+        let yaml = std::fs::read_to_string(root.join("envoy.yaml")).unwrap();
+        assert_eq!(watched_directory(&yaml), Some(PathBuf::from("/tmp/kiali-header-auth-demo")));
+        assert_eq!(watched_directory("watched_directory:\n  path: \"/a/b\"\n"), Some(PathBuf::from("/a/b")));
+        assert_eq!(watched_directory("static_resources: {}"), None);
     }
 
     #[test]

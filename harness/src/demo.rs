@@ -216,6 +216,7 @@ pub fn run(a: DemoArgs) -> i32 {
         tokens.set_oauth_client(id, secret);
     }
     tokens.set_jwt_tokens(a.jwt_tokens);
+    let _bootstrap_token = crate::bootstrap_token::refresher_for(&yaml, &tokens);
 
     let mut launch = Launch::new(&config, a.listener_port, admin_port);
     launch.envoy_bin = envoy_bin;

@@ -6,13 +6,14 @@ use std::net::{IpAddr, SocketAddr};
 
 use harness::{EchoUpstream, TokenService};
 
-const USAGE: &str = "usage: standins [--upstream-port 18080] [--token-port 18443] [--bind 127.0.0.1] [--required-bearer TOKEN]";
+const USAGE: &str = "usage: standins [--upstream-port 18080] [--token-port 18443] [--bind 127.0.0.1] [--required-bearer TOKEN] [--bootstrap-token-dir DIR]";
 
 fn main() {
     let mut upstream_port: u16 = 18080;
     let mut token_port: u16 = 18443;
     let mut bind: IpAddr = IpAddr::from([127, 0, 0, 1]);
     let mut required_bearer: Option<String> = None;
+    let mut bootstrap_token_dir: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();
@@ -22,6 +23,11 @@ fn main() {
             ("--bind", Some(v)) => v.parse().map(|ip| bind = ip).is_ok(),
             ("--required-bearer", Some(v)) => {
                 required_bearer = Some(v.to_string());
+                true
+            }
+            // Write a bootstrap token there, rotate it, and accept only the current one.
+            ("--bootstrap-token-dir", Some(v)) => {
+                bootstrap_token_dir = Some(v.into());
                 true
             }
             _ => false,
@@ -40,6 +46,13 @@ fn main() {
         std::process::exit(1)
     });
     tokens.set_required_bearer(required_bearer.as_deref());
+    let _bootstrap_token = bootstrap_token_dir.map(|dir| {
+        harness::bootstrap_token::Refresher::start(&dir, harness::bootstrap_token::DEMO_ROTATION_PERIOD, &tokens)
+            .unwrap_or_else(|e| {
+                eprintln!("cannot write the bootstrap token in {}: {e}", dir.display());
+                std::process::exit(1)
+            })
+    });
     upstream.keep_at_most(10_000);
     println!(
         "stand-in Kiali on {}, stand-in Kubernetes TokenRequest API on {}",
