@@ -764,35 +764,48 @@ fn wasmplugin_plugin_config_is_valid_full_impersonation() {
         } => {
             assert_eq!(namespace, "kiali-auth");
             assert_eq!(service_account, "kiali-impersonator");
-            assert_eq!(credential_env.as_deref(), Some("TOKEN_REQUESTER_BEARER"));
+            assert_eq!(
+                credential_env.as_deref(),
+                None,
+                "no static credential: the cluster's credential injector adds a rotated one"
+            );
         }
         other => panic!("expected a kubernetes_token_request source, got {other:?}"),
     }
 }
 
+/// The EnvoyFilter that puts the rotated bootstrap token on the token cluster.
+const CREDENTIAL_INJECTOR: &str = "deploy/istio/envoyfilter-credential-injector.yaml";
+const BOOTSTRAP_DIR: &str = "/var/run/secrets/kiali-header-auth";
+
 #[test]
-fn wasmplugin_passes_the_credential_from_the_host_environment() {
+fn wasmplugin_holds_no_credential_and_the_token_cluster_injects_one() {
     let doc = wasmplugin();
-    let config = wasmplugin_config();
-    let Some(TokenSourceKind::KubernetesTokenRequest {
-        credential_env: Some(name),
-        ..
-    }) = config.token_source.as_ref().map(|s| &s.kind)
-    else {
-        panic!("wasmplugin.yaml: token_source.credential_env must be set");
-    };
-    let env = doc["spec"]["vmConfig"]["env"]
-        .as_array()
-        .expect("spec.vmConfig.env");
-    let variable = env
-        .iter()
-        .find(|v| v["name"] == name.as_str())
-        .unwrap_or_else(|| panic!("spec.vmConfig.env does not pass {name} to the filter"));
-    assert_eq!(
-        variable["valueFrom"], "HOST",
-        "a secret must not be INLINE in the resource"
+    assert!(
+        doc["spec"]["vmConfig"]["env"].is_null(),
+        "no credential passes through the VM environment"
     );
-    assert!(variable.get("value").is_none());
+    let config = wasmplugin_config();
+    let source = config.token_source.as_ref().unwrap();
+    let filter = yaml_file(CREDENTIAL_INJECTOR);
+    assert_eq!(filter["kind"], "EnvoyFilter");
+    assert_eq!(filter["metadata"]["namespace"], doc["metadata"]["namespace"]);
+    assert_eq!(filter["spec"]["workloadSelector"]["labels"], doc["spec"]["selector"]["matchLabels"]);
+    let patch = &filter["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "CLUSTER");
+    assert_eq!(patch["match"]["cluster"]["name"], source.cluster.as_str());
+    let filters = &patch["patch"]["value"]["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"];
+    assert_eq!(filters[0]["name"], "envoy.filters.http.credential_injector");
+    assert_eq!(filters[1]["name"], "envoy.filters.http.upstream_codec");
+    assert_eq!(
+        filters[0]["typed_config"]["overwrite"], false,
+        "the RBAC self-check's reviews must keep their own bearer"
+    );
+    let sds = &filters[0]["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]
+        ["path_config_source"];
+    assert_eq!(sds["path"], format!("{BOOTSTRAP_DIR}/sds.yaml"));
+    assert_eq!(sds["watched_directory"]["path"], BOOTSTRAP_DIR);
 }
 
 #[test]
@@ -815,6 +828,8 @@ fn vendored_crd_schema_matches_shared() {
 
 fn modified(change: impl FnOnce(&mut Value)) -> Value {
     let mut doc = wasmplugin();
+    // wasmplugin.yaml passes no environment any more; the env fixtures need one variable.
+    doc["spec"]["vmConfig"]["env"] = json!([{ "name": "EXAMPLE", "valueFrom": "HOST" }]);
     change(&mut doc);
     doc
 }
@@ -1612,44 +1627,44 @@ fn deploy_kiali_patch_sets_header_strategy_and_the_sidecar_credential() {
         "Kiali's own HTTPS to the API server must not go through the TLS-originating cluster"
     );
 
-    // TOKEN_REQUESTER_BEARER on the istio-proxy container, from the requester-token Secret.
-    let credential = match &wasmplugin_config().token_source.unwrap().kind {
-        TokenSourceKind::KubernetesTokenRequest { credential_env, .. } => {
-            credential_env.clone().unwrap()
-        }
-        other => panic!("{other:?}"),
+    // The bootstrap credential: a projected, audience-less, one-hour token of Kiali's own
+    // ServiceAccount (the token Role's subject) next to the SDS resource, mounted into
+    // istio-proxy where the credential injector reads it. No long-lived Secret.
+    let annotations = &deployment["pod_annotations"];
+    let json_annotation = |name: &str| -> Value {
+        serde_json::from_str(annotations[name].as_str().unwrap_or_else(|| panic!("{name} is set")))
+            .unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
     };
-    let sidecar = deployment["additional_pod_containers_yaml"]
-        .as_array()
-        .and_then(|containers| containers.iter().find(|c| c["name"] == "istio-proxy"))
-        .expect("an istio-proxy container override in additional_pod_containers_yaml");
-    let variable = sidecar["env"]
-        .as_array()
-        .and_then(|env| env.iter().find(|v| v["name"] == credential.as_str()))
-        .unwrap_or_else(|| panic!("istio-proxy override does not set {credential}"));
-    let secret_name = variable["valueFrom"]["secretKeyRef"]["name"]
-        .as_str()
-        .expect("from a Secret");
-    assert_eq!(variable["valueFrom"]["secretKeyRef"]["key"], "token");
-    let secret = find(&manifests, "Secret")
+    let volumes = json_annotation("sidecar.istio.io/userVolume");
+    let mounts = json_annotation("sidecar.istio.io/userVolumeMount");
+    let (volume_name, volume) = volumes.as_object().unwrap().iter().next().expect("one volume");
+    assert_eq!(mounts[volume_name.as_str()]["mountPath"], BOOTSTRAP_DIR);
+    assert_eq!(mounts[volume_name.as_str()]["readOnly"], true);
+    let sources = volume["projected"]["sources"].as_array().expect("a projected volume");
+    let token = sources
+        .iter()
+        .find_map(|s| s.get("serviceAccountToken"))
+        .expect("a serviceAccountToken source");
+    assert_eq!(token["path"], "token");
+    assert_eq!(token["expirationSeconds"], 3600);
+    assert!(token.get("audience").is_none(), "the API server's default audience");
+    let config_map = sources
+        .iter()
+        .find_map(|s| s.get("configMap"))
+        .expect("the SDS resource from a ConfigMap");
+    let defined = find(&manifests, "ConfigMap")
         .into_iter()
-        .find(|m| m.name() == secret_name && m.namespace() == kiali.namespace())
-        .unwrap_or_else(|| panic!("Secret {secret_name} not defined in deploy/"));
-    assert_eq!(secret.doc["type"], "kubernetes.io/service-account-token");
-    // The token is the requester's: the subject of the token RoleBinding.
+        .find(|m| m.name() == config_map["name"] && m.namespace() == kiali.namespace())
+        .unwrap_or_else(|| panic!("ConfigMap {} not defined in deploy/", config_map["name"]));
+    let sds = defined.doc["data"]["sds.yaml"].as_str().unwrap_or("");
+    assert!(sds.contains(&format!("filename: {BOOTSTRAP_DIR}/token")), "{sds}");
+    assert!(
+        find(&manifests, "Secret").is_empty(),
+        "no long-lived token Secret in deploy/"
+    );
     let role = one(&manifests, "Role");
     let requester = subjects_of(bindings_to(&manifests, role)[0]).remove(0);
-    assert_eq!(
-        (
-            secret.namespace().to_string(),
-            secret.doc["metadata"]["annotations"]["kubernetes.io/service-account.name"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        ),
-        requester,
-        "the requester token must belong to the ServiceAccount the token Role is bound to"
-    );
+    assert_eq!(requester.0, kiali.namespace(), "the requester is Kiali's ServiceAccount");
 }
 
 #[test]
@@ -1861,11 +1876,9 @@ fn production_envoy_example_uses_tls_and_the_host_environment() {
         config["vm_config"]["code"]["local"]["filename"],
         "/etc/envoy/kiali_header_auth.wasm"
     );
-    let env = &config["vm_config"]["environment_variables"];
-    assert_eq!(env["host_env_keys"], json!(["TOKEN_REQUESTER_BEARER"]));
     assert!(
-        env.get("key_values").is_none(),
-        "{relative}: no secret may be written into the file"
+        config["vm_config"]["environment_variables"].is_null(),
+        "{relative}: no credential passes through the VM environment"
     );
     assert_eq!(config["failure_policy"], json!("FAIL_CLOSED"));
 
@@ -1882,6 +1895,15 @@ fn production_envoy_example_uses_tls_and_the_host_environment() {
     assert_eq!(
         socket_addresses(api),
         vec![("kubernetes.default.svc.cluster.local".to_string(), 443)]
+    );
+    let injector = &api["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0];
+    assert_eq!(injector["name"], "envoy.filters.http.credential_injector");
+    assert_eq!(
+        injector["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]
+            ["path_config_source"]["watched_directory"]["path"],
+        BOOTSTRAP_DIR,
+        "{relative}: the projected token's directory"
     );
     let tls = &api["transport_socket"]["typed_config"];
     assert_eq!(
