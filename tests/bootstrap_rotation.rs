@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use serde::Deserialize as _;
+
 use common::*;
 use harness::bootstrap_token::BootstrapToken;
 use harness::{Behavior, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, TokenService};
@@ -136,4 +138,94 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
     for credential in &credentials {
         assert!(!log.contains(credential.as_str()), "the log never holds the bootstrap token");
     }
+}
+
+const ISTIO_BOOTSTRAP_DIR: &str = "/var/run/secrets/kiali-header-auth";
+
+/// Istio's EnvoyFilter MERGE, for the maps this patch touches: keys of `patch` go into `target`,
+/// recursively.
+fn merge(target: &mut serde_yaml::Value, patch: &serde_yaml::Value) {
+    match (target.as_mapping_mut(), patch.as_mapping()) {
+        (Some(target), Some(patch)) => {
+            for (key, value) in patch {
+                match target.get_mut(key) {
+                    Some(existing) if existing.is_mapping() && value.is_mapping() => merge(existing, value),
+                    _ => {
+                        target.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+/// What Istio would run on Kiali's sidecar, without Istio: the EnvoyFilter's patch merged into
+/// the token cluster of a plain bootstrap, and the SDS resource from the ConfigMap in deploy/,
+/// with the pod's paths moved to a temporary directory.
+#[test]
+fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy() {
+    let root = harness::paths::repo_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut bootstrap = BootstrapToken::create(dir.path()).unwrap();
+    let local = |text: &str| text.replace(ISTIO_BOOTSTRAP_DIR, &bootstrap.dir().to_string_lossy());
+
+    let requester = std::fs::read_to_string(root.join("deploy/03-token-requester.yaml")).unwrap();
+    let config_map = serde_yaml::Deserializer::from_str(&requester)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .find(|doc| doc["kind"] == "ConfigMap")
+        .expect("the SDS ConfigMap");
+    let sds = local(config_map["data"]["sds.yaml"].as_str().unwrap());
+    harness::bootstrap_token::replace_file(&bootstrap.sds_file(), sds.as_bytes()).unwrap();
+
+    let filter_text = std::fs::read_to_string(root.join("deploy/istio/envoyfilter-credential-injector.yaml")).unwrap();
+    let filter: serde_yaml::Value = serde_yaml::from_str(&local(&filter_text)).unwrap();
+    let patch = &filter["spec"]["configPatches"][0];
+    assert_eq!(patch["match"]["cluster"]["name"], TOKEN_CLUSTER);
+
+    let tokens = TokenService::start();
+    tokens.set_required_bearer(Some(bootstrap.current()));
+    tokens.set_behavior(Behavior::Issue { lifetime: Duration::from_secs(3) });
+    let upstream = EchoUpstream::start();
+    let config = EnvoyConfig::proxy(upstream.addr())
+        .token_cluster(TOKEN_CLUSTER, tokens.addr())
+        .filter(wasm_filter(CONFIG));
+    let mut rendered: serde_yaml::Value = serde_yaml::from_str(&config.render()).unwrap();
+    rendered
+        .as_mapping_mut()
+        .unwrap()
+        .insert("node".into(), serde_yaml::from_str(r#"{ id: "sidecar", cluster: "kiali" }"#).unwrap());
+    let cluster = rendered["static_resources"]["clusters"]
+        .as_sequence_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["name"] == TOKEN_CLUSTER)
+        .unwrap();
+    merge(cluster, &patch["patch"]["value"]);
+    let config_path = dir.path().join("envoy.yaml");
+    std::fs::write(&config_path, serde_yaml::to_string(&rendered).unwrap()).unwrap();
+    let mut launch = harness::envoy::Launch::new(&config_path, config.listener_port, config.admin_port);
+    launch.log_file = Some(dir.path().join("envoy.log"));
+    launch.cwd = Some(root.clone());
+    let envoy = Envoy::spawn(launch).unwrap();
+    envoy.wait_ready(Duration::from_secs(30), None).unwrap();
+
+    let alice = ClientRequest::get("/").header("X-Forwarded-User", "alice");
+    assert_eq!(send(&envoy, &alice).status, 200, "{}", envoy.log());
+    let first = fetches_since(&tokens, SystemTime::UNIX_EPOCH);
+    assert_eq!(bearer(&first[0]).as_deref(), Some(bootstrap.current()));
+
+    let rotated_at = SystemTime::now();
+    let second = bootstrap.rotate_and_revoke(&tokens).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || !fetches_since(&tokens, rotated_at).is_empty()),
+        "a refresh after the rotation"
+    );
+    for fetch in fetches_since(&tokens, rotated_at) {
+        assert_eq!(bearer(&fetch).as_deref(), Some(second.as_str()));
+    }
+    assert_eq!(send(&envoy, &alice).status, 200);
+    assert_eq!(stat(&envoy, "token_fetch.failure.http_status"), 0);
+    let reviews = tokens.reviews().reviews();
+    assert!(!reviews.is_empty() && reviews.iter().all(|r| r.allowed == Some(true)), "{reviews:?}");
 }
