@@ -202,13 +202,27 @@ pub struct Check {
     outcomes: Vec<Option<Outcome>>,
 }
 
-/// What a finished check found, kept by every worker that enforces.
+/// What the last check found, shared by the workers of one Envoy (one per set of needed
+/// permissions). `checked_at_ms == 0` means nothing has been checked yet.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
     pub generation: u64,
     pub checked_at_ms: u64,
     /// `rbac_resource()` of each denied permission; empty when nothing is denied.
     pub denied: Vec<String>,
+}
+
+/// The shared-data key of the verdict for these permissions under a token's key: plugins with
+/// different identity mappings need different permissions, so they keep separate verdicts.
+pub fn verdict_key(token_key: &str, permissions: &[Permission]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for permission in permissions {
+        for byte in permission.rbac_resource().bytes().chain([b'|']) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{token_key}/rbac/{hash:016x}")
 }
 
 impl Verdict {
@@ -236,6 +250,21 @@ impl Verdict {
 
     pub fn recheck_due(&self, now_ms: u64) -> bool {
         !self.denied.is_empty() && now_ms >= self.checked_at_ms + RECHECK_WHILE_DENIED_MS
+    }
+
+    /// Whether some worker should check now, with the token it has: never checked (for example
+    /// after a configuration change), or denied and due for another look.
+    pub fn needs_check(&self, now_ms: u64) -> bool {
+        self.checked_at_ms == 0 || self.recheck_due(now_ms)
+    }
+
+    /// The verdict a worker writes (compare-and-swap) to take the next check on itself; the
+    /// others then see it as not due. The denial, if any, stays in force meanwhile.
+    pub fn claimed(&self, now_ms: u64) -> Verdict {
+        Verdict {
+            checked_at_ms: now_ms.max(1),
+            ..self.clone()
+        }
     }
 }
 

@@ -1,10 +1,12 @@
-//! The host side of the RBAC self-check (`crate::rbac` is the logic): sends the reviews with the
-//! new token as bearer, collects the answers by callout id, logs and counts them, and shares the
-//! verdict so that, in `enforce` mode, every worker refuses while a permission is denied.
+//! The host side of the RBAC self-check (`crate::rbac` is the logic): sends the reviews with a
+//! token as bearer, collects the answers by callout id, logs and counts them, and keeps the
+//! verdict in shared data so that every worker knows it.
 //!
-//! Only the worker that stored a new token generation checks it. The verdict goes to shared data;
-//! enforcing workers copy it into their `RbacGate` from the root tick, so the request path reads a
-//! local cell and makes no host call.
+//! Who checks: the worker that stored a new token generation, at once; otherwise, from the tick,
+//! one worker (the one whose compare-and-swap claims the shared verdict) when nothing was checked
+//! yet for this configuration or a denial is due for another look. In `enforce` mode each worker
+//! copies the verdict into its `RbacGate` from the tick, so the request path reads a local cell
+//! and makes no host call.
 
 use std::cell::RefCell;
 
@@ -12,10 +14,12 @@ use log::{info, warn};
 
 use crate::config::{RbacCheckMode, TokenSourceKind};
 use crate::host;
-use crate::metrics::Metrics;
-use crate::rbac::{self, Check, Outcome, Verdict};
+use crate::rbac::{self, Check, Outcome, Permission, Verdict};
 use crate::refusal::{Reason, Refusal};
 use crate::root::VmState;
+
+/// Answers to forget (late answers of a check that was replaced or given up) kept at most.
+const MAX_RETIRED_CALLS: usize = 64;
 
 /// What the request path consults: the detail of the current denial, if any. Set only in
 /// `enforce` mode.
@@ -43,15 +47,18 @@ pub struct RbacChecker {
     check: Option<Check>,
     /// (callout id, index of the permission it asks about) for answers still awaited.
     pending: Vec<(u32, usize)>,
+    /// Callouts whose answers no longer matter; they must not be mistaken for a token answer.
+    retired: Vec<u32>,
     started_ms: u64,
-    /// The verdict of this worker's last finished check, to re-check while it denies.
-    own_verdict: Option<Verdict>,
     /// (generation, checked_at_ms) of the shared verdict last copied into the gate.
     seen: Option<(u64, u64)>,
 }
 
-fn verdict_key(vm: &VmState) -> Option<String> {
-    vm.token.as_ref().map(|runtime| format!("{}/rbac", runtime.key))
+fn needed(vm: &VmState) -> Option<Vec<Permission>> {
+    if vm.config.rbac_check == RbacCheckMode::Off {
+        return None;
+    }
+    vm.config.identity.as_ref().map(rbac::needed_permissions)
 }
 
 fn subject(vm: &VmState) -> String {
@@ -67,16 +74,22 @@ fn subject(vm: &VmState) -> String {
 
 impl RbacChecker {
     /// Starts a check of `generation`, whose `Authorization` value is `authorization`. A check
-    /// still running for an older generation is dropped: its answers no longer matter.
+    /// still running is dropped: the newer token is the one that matters.
     pub fn start(&mut self, vm: &VmState, generation: u64, authorization: &str, now_ms: u64) {
-        if vm.config.rbac_check == RbacCheckMode::Off {
-            return;
-        }
-        let (Some(source), Some(identity)) = (&vm.config.token_source, &vm.config.identity) else {
+        let (Some(permissions), Some(source)) = (needed(vm), &vm.config.token_source) else {
             return;
         };
-        let mut check = Check::new(generation, rbac::needed_permissions(identity));
-        self.pending.clear();
+        self.retire_pending();
+        if let Some(runtime) = &vm.token {
+            // Mark it as being checked, so no other worker claims the same check from its tick.
+            let key = rbac::verdict_key(&runtime.key, &permissions);
+            let current = match host::get_shared_data(&key) {
+                Ok(Some((bytes, _))) => Verdict::decode(&bytes),
+                _ => Verdict::default(),
+            };
+            let _ = host::set_shared_data(&key, &current.claimed(now_ms).encode(), 0);
+        }
+        let mut check = Check::new(generation, permissions);
         let timeout_ms = u32::try_from(source.timeout.as_millis()).unwrap_or(u32::MAX);
         for (index, permission) in check.permissions.clone().iter().enumerate() {
             let body = permission.review_body();
@@ -87,7 +100,7 @@ impl RbacChecker {
                 (b":authority", source.authority.as_bytes()),
                 (b"content-type", b"application/json"),
                 (b"accept", b"application/json"),
-                // The question is what the NEW token may do, so it speaks for itself. A cluster
+                // The question is what this token may do, so it speaks for itself. A cluster
                 // credential injector with `overwrite: false` keeps this header.
                 (b"authorization", authorization.as_bytes()),
                 (b"content-length", length.as_bytes()),
@@ -112,12 +125,17 @@ impl RbacChecker {
         self.finish_if_complete(vm, now_ms);
     }
 
+    /// Whether callout `call_id` is one of this checker's (awaited or retired).
     pub fn owns(&self, call_id: u32) -> bool {
-        self.pending.iter().any(|(id, _)| *id == call_id)
+        self.pending.iter().any(|(id, _)| *id == call_id) || self.retired.contains(&call_id)
     }
 
     /// The answer to callout `call_id` (which `owns`).
     pub fn on_response(&mut self, vm: &VmState, call_id: u32, status: Option<u16>, body: &[u8], now_ms: u64) {
+        if let Some(position) = self.retired.iter().position(|id| *id == call_id) {
+            self.retired.swap_remove(position);
+            return;
+        }
         let Some(position) = self.pending.iter().position(|(id, _)| *id == call_id) else {
             return;
         };
@@ -128,20 +146,19 @@ impl RbacChecker {
         self.finish_if_complete(vm, now_ms);
     }
 
-    /// From the root tick: gives up on lost answers, re-checks while denied, and (enforce) copies
-    /// the shared verdict into this worker's gate.
+    /// From the root tick: gives up on lost answers, claims a check that is due, and (enforce)
+    /// copies the shared verdict into this worker's gate. One shared-data read per tick.
     pub fn on_tick(&mut self, vm: &VmState, now_ms: u64) {
-        if vm.config.rbac_check == RbacCheckMode::Off {
+        let (Some(permissions), Some(runtime), Some(source)) =
+            (needed(vm), &vm.token, &vm.config.token_source)
+        else {
             return;
-        }
-        let timeout_ms = vm
-            .config
-            .token_source
-            .as_ref()
-            .map_or(0, |source| source.timeout.as_millis() as u64);
-        if !self.pending.is_empty() && now_ms > self.started_ms + timeout_ms + 5_000 {
+        };
+        if !self.pending.is_empty()
+            && now_ms > self.started_ms + source.timeout.as_millis() as u64 + 5_000
+        {
             if let Some(check) = &mut self.check {
-                for (_, index) in self.pending.drain(..) {
+                for &(_, index) in &self.pending {
                     check.record(
                         index,
                         Outcome::Error {
@@ -150,64 +167,73 @@ impl RbacChecker {
                     );
                 }
             }
+            self.retire_pending();
             self.finish_if_complete(vm, now_ms);
         }
-        if self.pending.is_empty() && self.own_verdict.as_ref().is_some_and(|v| v.recheck_due(now_ms)) {
-            let local = vm.token.as_ref().and_then(|runtime| {
-                let local = runtime.local.borrow();
-                local
-                    .as_ref()
-                    .filter(|l| now_ms < l.usable_until_ms)
-                    .map(|l| (l.generation, l.authorization.clone()))
-            });
-            if let Some((generation, authorization)) = local {
-                self.start(vm, generation, &authorization, now_ms);
+        let key = rbac::verdict_key(&runtime.key, &permissions);
+        let (verdict, cas) = match host::get_shared_data(&key) {
+            Ok(Some((bytes, cas))) => (Verdict::decode(&bytes), cas),
+            Ok(None) => {
+                // First sight: create it unchecked; the next tick claims it by compare-and-swap.
+                let _ = host::set_shared_data(&key, &Verdict::default().encode(), 0);
+                return;
             }
-        }
-        if vm.config.rbac_check == RbacCheckMode::Enforce {
-            self.sync_gate(vm);
-        }
-    }
-
-    fn sync_gate(&mut self, vm: &VmState) {
-        let Some(key) = verdict_key(vm) else {
-            return;
+            Err(_) => return,
         };
-        if let Ok(Some((bytes, _))) = host::get_shared_data(&key) {
-            let verdict = Verdict::decode(&bytes);
+        if vm.config.rbac_check == RbacCheckMode::Enforce {
             let stamp = (verdict.generation, verdict.checked_at_ms);
             if self.seen != Some(stamp) {
                 self.seen = Some(stamp);
                 vm.rbac_gate.set(&verdict);
             }
         }
+        if self.check.is_some() || !verdict.needs_check(now_ms) {
+            return;
+        }
+        let local = runtime.local.borrow().as_ref().and_then(|local| {
+            (now_ms < local.usable_until_ms).then(|| (local.generation, local.authorization.clone()))
+        });
+        let Some((generation, authorization)) = local else {
+            return;
+        };
+        if let Ok(host::SetShared::Stored) =
+            host::set_shared_data(&key, &verdict.claimed(now_ms).encode(), cas)
+        {
+            self.start(vm, generation, &authorization, now_ms);
+        }
+    }
+
+    fn retire_pending(&mut self) {
+        self.retired.extend(self.pending.drain(..).map(|(id, _)| id));
+        let excess = self.retired.len().saturating_sub(MAX_RETIRED_CALLS);
+        self.retired.drain(..excess);
     }
 
     fn finish_if_complete(&mut self, vm: &VmState, now_ms: u64) {
         let Some(check) = self.check.take_if(|check| check.is_complete()) else {
             return;
         };
-        report(vm, &vm.metrics, &check);
-        let verdict = check.verdict(now_ms);
-        if vm.config.rbac_check == RbacCheckMode::Enforce {
-            if let Some(key) = verdict_key(vm) {
-                if let Err(status) = host::set_shared_data(&key, &verdict.encode(), 0) {
-                    warn!("RBAC self-check: cannot share the verdict with the other workers (host status {status})");
-                }
+        report(vm, &check);
+        let verdict = check.verdict(now_ms.max(1));
+        if let Some(runtime) = &vm.token {
+            let key = rbac::verdict_key(&runtime.key, &check.permissions);
+            if let Err(status) = host::set_shared_data(&key, &verdict.encode(), 0) {
+                warn!("RBAC self-check: cannot share the verdict with the other workers (host status {status})");
             }
+        }
+        if vm.config.rbac_check == RbacCheckMode::Enforce {
             vm.rbac_gate.set(&verdict);
             self.seen = Some((verdict.generation, verdict.checked_at_ms));
         }
-        self.own_verdict = Some(verdict);
     }
 }
 
-fn report(vm: &VmState, metrics: &Metrics, check: &Check) {
+fn report(vm: &VmState, check: &Check) {
     let subject = subject(vm);
     let enforce = vm.config.rbac_check == RbacCheckMode::Enforce;
     let (mut allowed, mut denied, mut errors) = (0, 0, 0);
     for (permission, outcome) in check.outcomes() {
-        metrics.rbac_outcome(outcome);
+        vm.metrics.rbac_outcome(outcome);
         match outcome {
             Outcome::Allowed => allowed += 1,
             Outcome::Denied { .. } => denied += 1,

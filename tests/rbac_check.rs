@@ -184,3 +184,31 @@ fn off_sends_no_review() {
     assert!(s.tokens.reviews().reviews().is_empty());
     assert_eq!(send(&s.envoy, &alice()).status, 200);
 }
+
+#[test]
+fn a_fixed_cluster_role_lifts_the_refusal_without_a_new_token() {
+    // One-hour tokens: no new generation during the test; the re-check while denied does it.
+    let s = start(Some("enforce"), Some(without_groups()), Duration::from_secs(3600), 2);
+    let _ = send(&s.envoy, &alice());
+    wait_stat(&s.envoy, "rbac_check.denied", 1);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_refused(&send(&s.envoy, &alice()), 503, "rbac_denied");
+
+    s.tokens.reviews().set_rules(Some(ImpersonateRule::oauth2_proxy_preset()));
+    assert!(
+        eventually(Duration::from_secs(45), || send(&s.envoy, &alice()).status == 200),
+        "re-checked within 30 s: {:?}",
+        filter_stats(&s.envoy)
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    for _ in 0..10 {
+        assert_eq!(send(&s.envoy, &alice()).status, 200);
+    }
+    assert_eq!(s.tokens.issued().len(), 1, "the same token generation");
+    assert_eq!(
+        s.tokens.reviews().reviews().len(),
+        6,
+        "one check at the fetch, one re-check claimed by a single worker"
+    );
+    assert_eq!(stat(&s.envoy, "rbac_check.allowed"), 5);
+}

@@ -134,6 +134,34 @@ fn a_check_completes_once_every_permission_has_one_answer() {
 }
 
 #[test]
+fn an_unchecked_or_denied_verdict_is_claimed_once() {
+    let unchecked = Verdict::default();
+    assert!(unchecked.needs_check(5));
+    let claimed = unchecked.claimed(5);
+    assert!(!claimed.needs_check(5 + RECHECK_WHILE_DENIED_MS * 10), "claimed and clean");
+    let denied = Verdict {
+        generation: 3,
+        checked_at_ms: 1000,
+        denied: vec!["groups".into()],
+    };
+    assert!(!denied.needs_check(1000 + RECHECK_WHILE_DENIED_MS - 1));
+    assert!(denied.needs_check(1000 + RECHECK_WHILE_DENIED_MS));
+    let claimed = denied.claimed(1000 + RECHECK_WHILE_DENIED_MS);
+    assert_eq!(claimed.denied, denied.denied, "the denial holds until the check answers");
+    assert!(!claimed.needs_check(1000 + RECHECK_WHILE_DENIED_MS + 1));
+}
+
+#[test]
+fn verdict_keys_differ_by_needed_permissions() {
+    let oauth2 = needed_permissions(&identity(r#"{"preset":"oauth2-proxy"}"#));
+    let authentik = needed_permissions(&identity(r#"{"preset":"authentik"}"#));
+    let key = verdict_key("kiali-header-auth/v1/token/1", &oauth2);
+    assert!(key.starts_with("kiali-header-auth/v1/token/1/rbac/"), "{key}");
+    assert_eq!(key, verdict_key("kiali-header-auth/v1/token/1", &oauth2));
+    assert_ne!(key, verdict_key("kiali-header-auth/v1/token/1", &authentik));
+}
+
+#[test]
 fn an_unreadable_or_clean_verdict_refuses_nothing() {
     assert_eq!(Verdict::decode(b"garbage").refusal_detail(), None);
     let clean = Verdict {
