@@ -121,9 +121,13 @@ pub fn needed_permissions(identity: &IdentityConfig) -> Vec<Permission> {
 pub enum Outcome {
     Allowed,
     /// `reason` is the authorizer's explanation (may be empty).
-    Denied { reason: String },
+    Denied {
+        reason: String,
+    },
     /// No usable answer: transport failure, an error status, or a body that is not a review.
-    Error { detail: String },
+    Error {
+        detail: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -317,7 +321,12 @@ impl Check {
 
 /// The log line for one permission that is not allowed. `subject` names the token's identity
 /// (`system:serviceaccount:<ns>:<sa>`); never the token itself.
-pub fn report_line(permission: &Permission, outcome: &Outcome, subject: &str, enforce: bool) -> Option<String> {
+pub fn report_line(
+    permission: &Permission,
+    outcome: &Outcome,
+    subject: &str,
+    enforce: bool,
+) -> Option<String> {
     match outcome {
         Outcome::Allowed => None,
         Outcome::Denied { reason } => Some(format!(

@@ -131,7 +131,14 @@ impl RbacChecker {
     }
 
     /// The answer to callout `call_id` (which `owns`).
-    pub fn on_response(&mut self, vm: &VmState, call_id: u32, status: Option<u16>, body: &[u8], now_ms: u64) {
+    pub fn on_response(
+        &mut self,
+        vm: &VmState,
+        call_id: u32,
+        status: Option<u16>,
+        body: &[u8],
+        now_ms: u64,
+    ) {
         if let Some(position) = self.retired.iter().position(|id| *id == call_id) {
             self.retired.swap_remove(position);
             return;
@@ -191,7 +198,8 @@ impl RbacChecker {
             return;
         }
         let local = runtime.local.borrow().as_ref().and_then(|local| {
-            (now_ms < local.usable_until_ms).then(|| (local.generation, local.authorization.clone()))
+            (now_ms < local.usable_until_ms)
+                .then(|| (local.generation, local.authorization.clone()))
         });
         let Some((generation, authorization)) = local else {
             return;
@@ -204,7 +212,8 @@ impl RbacChecker {
     }
 
     fn retire_pending(&mut self) {
-        self.retired.extend(self.pending.drain(..).map(|(id, _)| id));
+        self.retired
+            .extend(self.pending.drain(..).map(|(id, _)| id));
         let excess = self.retired.len().saturating_sub(MAX_RETIRED_CALLS);
         self.retired.drain(..excess);
     }

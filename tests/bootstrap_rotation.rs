@@ -27,7 +27,10 @@ const CONFIG: &str = r#"{"identity":{"preset":"oauth2-proxy"},
 fn bearer(request: &harness::RawRequest) -> Option<String> {
     let values = text_values(request, "authorization");
     assert!(values.len() <= 1, "at most one Authorization: {values:?}");
-    values.first().and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string)
+    values
+        .first()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
 }
 
 fn fetches_since(tokens: &TokenService, since: SystemTime) -> Vec<harness::RawRequest> {
@@ -44,7 +47,9 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
     let mut bootstrap = BootstrapToken::create(dir.path()).unwrap();
     let tokens = TokenService::start();
     tokens.set_required_bearer(Some(bootstrap.current()));
-    tokens.set_behavior(Behavior::Issue { lifetime: Duration::from_secs(3) });
+    tokens.set_behavior(Behavior::Issue {
+        lifetime: Duration::from_secs(3),
+    });
     let upstream = EchoUpstream::start();
     let envoy = Envoy::start(
         &EnvoyConfig::proxy(upstream.addr())
@@ -67,7 +72,9 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
                     .header("X-Forwarded-Groups", "dev");
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                    let status = harness::client::send(addr, &request).map(|r| r.status).unwrap_or(0);
+                    let status = harness::client::send(addr, &request)
+                        .map(|r| r.status)
+                        .unwrap_or(0);
                     statuses.lock().unwrap().push(status);
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -77,7 +84,9 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
 
     let start = SystemTime::UNIX_EPOCH;
     assert!(
-        eventually(Duration::from_secs(15), || fetches_since(&tokens, start).len() >= 2),
+        eventually(Duration::from_secs(15), || fetches_since(&tokens, start)
+            .len()
+            >= 2),
         "tokens refresh"
     );
     let mut credentials = vec![bootstrap.current().to_string()];
@@ -87,7 +96,9 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
         credentials.push(bootstrap.rotate_and_revoke(&tokens).unwrap());
         let since = *rotated_at.last().unwrap();
         assert!(
-            eventually(Duration::from_secs(15), || fetches_since(&tokens, since).len() >= 2),
+            eventually(Duration::from_secs(15), || fetches_since(&tokens, since)
+                .len()
+                >= 2),
             "tokens keep refreshing after the rotation"
         );
     }
@@ -100,7 +111,10 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
     // (the filter sends none), and each rotation reached the very next fetch.
     let fetches = fetches_since(&tokens, start);
     for fetch in &fetches {
-        let epoch = rotated_at.iter().filter(|at| fetch.received_at >= **at).count();
+        let epoch = rotated_at
+            .iter()
+            .filter(|at| fetch.received_at >= **at)
+            .count();
         assert_eq!(
             bearer(fetch).as_deref(),
             Some(credentials[epoch].as_str()),
@@ -108,12 +122,20 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
         );
     }
     assert!(fetches.len() >= 6, "{} fetches", fetches.len());
-    assert_eq!(stat(&envoy, "token_fetch.failure.http_status"), 0, "no fetch was refused");
+    assert_eq!(
+        stat(&envoy, "token_fetch.failure.http_status"),
+        0,
+        "no fetch was refused"
+    );
 
     // No request was lost; Envoy never restarted.
     let statuses = statuses.lock().unwrap();
     assert!(statuses.len() > 50, "{} requests", statuses.len());
-    assert!(statuses.iter().all(|s| *s == 200), "every request succeeded: {:?}", statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request succeeded: {:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
     assert_eq!(envoy.pid(), pid);
     assert!(envoy.is_running());
     assert_eq!(envoy.stat("server.hot_restart_epoch").unwrap_or(0), 0);
@@ -125,7 +147,10 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
     assert!(!reviews.is_empty());
     for review in &reviews {
         let used = review.bearer.as_deref().unwrap_or("");
-        assert!(issued.iter().any(|t| t == used), "review spoke as an issued token, not the bootstrap one");
+        assert!(
+            issued.iter().any(|t| t == used),
+            "review spoke as an issued token, not the bootstrap one"
+        );
         assert_eq!(review.allowed, Some(true));
     }
     let kept = envoy
@@ -133,10 +158,21 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
         .into_iter()
         .find(|(name, _)| name.ends_with("credential_injector.already_exists"))
         .map(|(_, value)| value);
-    assert!(kept.unwrap_or(0) >= reviews.len() as u64, "{:?}", envoy.stats().keys().filter(|k| k.contains("credential")).collect::<Vec<_>>());
+    assert!(
+        kept.unwrap_or(0) >= reviews.len() as u64,
+        "{:?}",
+        envoy
+            .stats()
+            .keys()
+            .filter(|k| k.contains("credential"))
+            .collect::<Vec<_>>()
+    );
     let log = envoy.log();
     for credential in &credentials {
-        assert!(!log.contains(credential.as_str()), "the log never holds the bootstrap token");
+        assert!(
+            !log.contains(credential.as_str()),
+            "the log never holds the bootstrap token"
+        );
     }
 }
 
@@ -149,7 +185,9 @@ fn merge(target: &mut serde_yaml::Value, patch: &serde_yaml::Value) {
         (Some(target), Some(patch)) => {
             for (key, value) in patch {
                 match target.get_mut(key) {
-                    Some(existing) if existing.is_mapping() && value.is_mapping() => merge(existing, value),
+                    Some(existing) if existing.is_mapping() && value.is_mapping() => {
+                        merge(existing, value)
+                    }
                     _ => {
                         target.insert(key.clone(), value.clone());
                     }
@@ -178,23 +216,27 @@ fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy
     let sds = local(config_map["data"]["sds.yaml"].as_str().unwrap());
     harness::bootstrap_token::replace_file(&bootstrap.sds_file(), sds.as_bytes()).unwrap();
 
-    let filter_text = std::fs::read_to_string(root.join("deploy/istio/envoyfilter-credential-injector.yaml")).unwrap();
+    let filter_text =
+        std::fs::read_to_string(root.join("deploy/istio/envoyfilter-credential-injector.yaml"))
+            .unwrap();
     let filter: serde_yaml::Value = serde_yaml::from_str(&local(&filter_text)).unwrap();
     let patch = &filter["spec"]["configPatches"][0];
     assert_eq!(patch["match"]["cluster"]["name"], TOKEN_CLUSTER);
 
     let tokens = TokenService::start();
     tokens.set_required_bearer(Some(bootstrap.current()));
-    tokens.set_behavior(Behavior::Issue { lifetime: Duration::from_secs(3) });
+    tokens.set_behavior(Behavior::Issue {
+        lifetime: Duration::from_secs(3),
+    });
     let upstream = EchoUpstream::start();
     let config = EnvoyConfig::proxy(upstream.addr())
         .token_cluster(TOKEN_CLUSTER, tokens.addr())
         .filter(wasm_filter(CONFIG));
     let mut rendered: serde_yaml::Value = serde_yaml::from_str(&config.render()).unwrap();
-    rendered
-        .as_mapping_mut()
-        .unwrap()
-        .insert("node".into(), serde_yaml::from_str(r#"{ id: "sidecar", cluster: "kiali" }"#).unwrap());
+    rendered.as_mapping_mut().unwrap().insert(
+        "node".into(),
+        serde_yaml::from_str(r#"{ id: "sidecar", cluster: "kiali" }"#).unwrap(),
+    );
     let cluster = rendered["static_resources"]["clusters"]
         .as_sequence_mut()
         .unwrap()
@@ -204,7 +246,8 @@ fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy
     merge(cluster, &patch["patch"]["value"]);
     let config_path = dir.path().join("envoy.yaml");
     std::fs::write(&config_path, serde_yaml::to_string(&rendered).unwrap()).unwrap();
-    let mut launch = harness::envoy::Launch::new(&config_path, config.listener_port, config.admin_port);
+    let mut launch =
+        harness::envoy::Launch::new(&config_path, config.listener_port, config.admin_port);
     launch.log_file = Some(dir.path().join("envoy.log"));
     launch.cwd = Some(root.clone());
     let envoy = Envoy::spawn(launch).unwrap();
@@ -218,7 +261,10 @@ fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy
     let rotated_at = SystemTime::now();
     let second = bootstrap.rotate_and_revoke(&tokens).unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || !fetches_since(&tokens, rotated_at).is_empty()),
+        eventually(Duration::from_secs(10), || !fetches_since(
+            &tokens, rotated_at
+        )
+        .is_empty()),
         "a refresh after the rotation"
     );
     for fetch in fetches_since(&tokens, rotated_at) {
@@ -227,5 +273,8 @@ fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy
     assert_eq!(send(&envoy, &alice).status, 200);
     assert_eq!(stat(&envoy, "token_fetch.failure.http_status"), 0);
     let reviews = tokens.reviews().reviews();
-    assert!(!reviews.is_empty() && reviews.iter().all(|r| r.allowed == Some(true)), "{reviews:?}");
+    assert!(
+        !reviews.is_empty() && reviews.iter().all(|r| r.allowed == Some(true)),
+        "{reviews:?}"
+    );
 }

@@ -34,7 +34,12 @@ struct Setup {
     envoy: Envoy,
 }
 
-fn start(rbac_check: Option<&str>, rules: Option<Vec<ImpersonateRule>>, lifetime: Duration, workers: u32) -> Setup {
+fn start(
+    rbac_check: Option<&str>,
+    rules: Option<Vec<ImpersonateRule>>,
+    lifetime: Duration,
+    workers: u32,
+) -> Setup {
     let tokens = TokenService::start();
     tokens.set_behavior(Behavior::Issue { lifetime });
     tokens.reviews().set_rules(rules);
@@ -45,7 +50,11 @@ fn start(rbac_check: Option<&str>, rules: Option<Vec<ImpersonateRule>>, lifetime
             .token_cluster(TOKEN_CLUSTER, tokens.addr())
             .filter(wasm_filter(&config(rbac_check))),
     );
-    Setup { upstream, tokens, envoy }
+    Setup {
+        upstream,
+        tokens,
+        envoy,
+    }
 }
 
 fn alice() -> ClientRequest {
@@ -64,7 +73,12 @@ fn without_groups() -> Vec<ImpersonateRule> {
 
 #[test]
 fn allowed_permissions_are_checked_with_the_new_token_and_counted() {
-    let s = start(None, Some(ImpersonateRule::oauth2_proxy_preset()), Duration::from_secs(3600), 2);
+    let s = start(
+        None,
+        Some(ImpersonateRule::oauth2_proxy_preset()),
+        Duration::from_secs(3600),
+        2,
+    );
     assert_eq!(send(&s.envoy, &alice()).status, 200);
     assert_eq!(wait_stat(&s.envoy, "rbac_check.allowed", 3), 3);
     assert_eq!(stat(&s.envoy, "rbac_check.denied"), 0);
@@ -83,21 +97,38 @@ fn allowed_permissions_are_checked_with_the_new_token_and_counted() {
         [
             ("".to_string(), "groups".to_string()),
             ("".to_string(), "users".to_string()),
-            ("authentication.k8s.io".to_string(), "userextras/email".to_string()),
+            (
+                "authentication.k8s.io".to_string(),
+                "userextras/email".to_string()
+            ),
         ],
         "one review per needed permission, once per generation (not per worker or request)"
     );
     for review in &reviews {
         assert_eq!(review.verb, "impersonate");
-        assert_eq!(review.bearer.as_deref(), Some(issued[0].token.as_str()), "asks as the issued token");
+        assert_eq!(
+            review.bearer.as_deref(),
+            Some(issued[0].token.as_str()),
+            "asks as the issued token"
+        );
         assert_eq!(review.allowed, Some(true));
     }
-    assert!(s.envoy.wait_for_log("RBAC self-check of token generation 1: 3 allowed, 0 denied", Duration::from_secs(5)));
-    assert!(!s.envoy.log().contains(&issued[0].token), "the log never holds the token");
+    assert!(s.envoy.wait_for_log(
+        "RBAC self-check of token generation 1: 3 allowed, 0 denied",
+        Duration::from_secs(5)
+    ));
+    assert!(
+        !s.envoy.log().contains(&issued[0].token),
+        "the log never holds the token"
+    );
     for _ in 0..5 {
         assert_eq!(send(&s.envoy, &alice()).status, 200);
     }
-    assert_eq!(s.tokens.reviews().reviews().len(), 3, "not re-checked per request");
+    assert_eq!(
+        s.tokens.reviews().reviews().len(),
+        3,
+        "not re-checked per request"
+    );
 }
 
 #[test]
@@ -107,7 +138,11 @@ fn a_missing_group_permission_is_logged_and_counted_but_not_enforced_by_default(
     assert_eq!(wait_stat(&s.envoy, "rbac_check.denied", 1), 1);
     assert_eq!(wait_stat(&s.envoy, "rbac_check.allowed", 2), 2);
     let line = format!("RBAC self-check: {SUBJECT} may not impersonate groups");
-    assert!(s.envoy.wait_for_log(&line, Duration::from_secs(5)), "{}", s.envoy.log());
+    assert!(
+        s.envoy.wait_for_log(&line, Duration::from_secs(5)),
+        "{}",
+        s.envoy.log()
+    );
     let log = s.envoy.log();
     let logged = log.lines().find(|l| l.contains(&line)).unwrap();
     assert!(
@@ -125,7 +160,12 @@ fn a_missing_group_permission_is_logged_and_counted_but_not_enforced_by_default(
 #[test]
 fn enforce_mode_refuses_on_every_worker_until_a_new_generation_is_allowed() {
     // 3-second tokens: a new generation (and a new check) about every two seconds.
-    let s = start(Some("enforce"), Some(without_groups()), Duration::from_secs(3), 2);
+    let s = start(
+        Some("enforce"),
+        Some(without_groups()),
+        Duration::from_secs(3),
+        2,
+    );
     let _ = send(&s.envoy, &alice());
     wait_stat(&s.envoy, "rbac_check.denied", 1);
     // Every worker copies the shared verdict within a tick.
@@ -135,19 +175,32 @@ fn enforce_mode_refuses_on_every_worker_until_a_new_generation_is_allowed() {
         let response = send(&s.envoy, &alice());
         assert_refused(&response, 503, "rbac_denied");
         assert!(
-            response.json()["error"].as_str().unwrap().contains("may not impersonate groups"),
+            response.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("may not impersonate groups"),
             "{}",
             response.text()
         );
     }
-    assert_eq!(s.upstream.count(), forwarded_before, "nothing reached Kiali while denied");
+    assert_eq!(
+        s.upstream.count(),
+        forwarded_before,
+        "nothing reached Kiali while denied"
+    );
     assert!(wait_stat(&s.envoy, "refused.rbac_denied", 20) >= 20);
-    assert!(s.envoy.log().contains(r#"rbac_check is "enforce": requests get 503 rbac_denied"#));
+    assert!(s
+        .envoy
+        .log()
+        .contains(r#"rbac_check is "enforce": requests get 503 rbac_denied"#));
 
     // The administrator grants the rule; the next token generation is checked and allowed.
-    s.tokens.reviews().set_rules(Some(ImpersonateRule::oauth2_proxy_preset()));
+    s.tokens
+        .reviews()
+        .set_rules(Some(ImpersonateRule::oauth2_proxy_preset()));
     assert!(
-        eventually(Duration::from_secs(10), || send(&s.envoy, &alice()).status == 200),
+        eventually(Duration::from_secs(10), || send(&s.envoy, &alice()).status
+            == 200),
         "the next generation's check lifts the refusal: {:?}",
         filter_stats(&s.envoy)
     );
@@ -161,13 +214,17 @@ fn enforce_mode_refuses_on_every_worker_until_a_new_generation_is_allowed() {
 #[test]
 fn an_api_error_is_reported_and_never_refuses_even_in_enforce_mode() {
     let s = start(Some("enforce"), None, Duration::from_secs(3600), 1);
-    s.tokens
-        .reviews()
-        .set_failure(Some((500, "InternalError", "Internal error occurred: authorizer unavailable")));
+    s.tokens.reviews().set_failure(Some((
+        500,
+        "InternalError",
+        "Internal error occurred: authorizer unavailable",
+    )));
     assert_eq!(send(&s.envoy, &alice()).status, 200);
     assert_eq!(wait_stat(&s.envoy, "rbac_check.error", 3), 3);
     assert_eq!(stat(&s.envoy, "rbac_check.denied"), 0);
-    assert!(s.envoy.wait_for_log("could not ask whether", Duration::from_secs(5)));
+    assert!(s
+        .envoy
+        .wait_for_log("could not ask whether", Duration::from_secs(5)));
     assert!(s.envoy.log().contains("HTTP 500"), "{}", s.envoy.log());
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..5 {
@@ -188,15 +245,23 @@ fn off_sends_no_review() {
 #[test]
 fn a_fixed_cluster_role_lifts_the_refusal_without_a_new_token() {
     // One-hour tokens: no new generation during the test; the re-check while denied does it.
-    let s = start(Some("enforce"), Some(without_groups()), Duration::from_secs(3600), 2);
+    let s = start(
+        Some("enforce"),
+        Some(without_groups()),
+        Duration::from_secs(3600),
+        2,
+    );
     let _ = send(&s.envoy, &alice());
     wait_stat(&s.envoy, "rbac_check.denied", 1);
     std::thread::sleep(Duration::from_millis(600));
     assert_refused(&send(&s.envoy, &alice()), 503, "rbac_denied");
 
-    s.tokens.reviews().set_rules(Some(ImpersonateRule::oauth2_proxy_preset()));
+    s.tokens
+        .reviews()
+        .set_rules(Some(ImpersonateRule::oauth2_proxy_preset()));
     assert!(
-        eventually(Duration::from_secs(45), || send(&s.envoy, &alice()).status == 200),
+        eventually(Duration::from_secs(45), || send(&s.envoy, &alice()).status
+            == 200),
         "re-checked within 30 s: {:?}",
         filter_stats(&s.envoy)
     );

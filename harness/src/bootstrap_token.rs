@@ -40,8 +40,13 @@ fn random_suffix() -> u64 {
 /// Writes `contents` to `path` the way the kubelet does: a new file in the same directory, synced,
 /// then renamed over the old one, so a reader sees the old or the new token, never half of one.
 pub fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().ok_or_else(|| io::Error::other("no parent directory"))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent directory"))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let staging = dir.join(format!(".{name}.{:016x}.tmp", random_suffix()));
     let mut file = std::fs::File::create(&staging)?;
     file.write_all(contents)?;
@@ -65,9 +70,16 @@ impl BootstrapToken {
     pub fn create(dir: &Path) -> io::Result<BootstrapToken> {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
-        let mut token = BootstrapToken { dir, current: String::new(), rotations: 0 };
+        let mut token = BootstrapToken {
+            dir,
+            current: String::new(),
+            rotations: 0,
+        };
         token.rotate()?;
-        replace_file(&token.sds_file(), sds_resource(&token.token_file()).as_bytes())?;
+        replace_file(
+            &token.sds_file(),
+            sds_resource(&token.token_file()).as_bytes(),
+        )?;
         Ok(token)
     }
 
@@ -155,26 +167,38 @@ impl Refresher {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = tokens.bearer_handle();
         let (thread_token, thread_stop) = (token.clone(), stop.clone());
-        let thread = std::thread::Builder::new().name("bootstrap-token".into()).spawn(move || {
-            let mut next = Instant::now() + period;
-            while !thread_stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-                if Instant::now() < next {
-                    continue;
+        let thread = std::thread::Builder::new()
+            .name("bootstrap-token".into())
+            .spawn(move || {
+                let mut next = Instant::now() + period;
+                while !thread_stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if Instant::now() < next {
+                        continue;
+                    }
+                    next = Instant::now() + period;
+                    let mut token = thread_token.lock().unwrap_or_else(|e| e.into_inner());
+                    match token.rotate() {
+                        Ok(new) => accepted(Some(&new)),
+                        Err(e) => eprintln!(
+                            "bootstrap token: cannot rotate {}: {e}",
+                            token.token_file().display()
+                        ),
+                    }
                 }
-                next = Instant::now() + period;
-                let mut token = thread_token.lock().unwrap_or_else(|e| e.into_inner());
-                match token.rotate() {
-                    Ok(new) => accepted(Some(&new)),
-                    Err(e) => eprintln!("bootstrap token: cannot rotate {}: {e}", token.token_file().display()),
-                }
-            }
-        })?;
-        Ok(Refresher { stop, thread: Some(thread), token })
+            })?;
+        Ok(Refresher {
+            stop,
+            thread: Some(thread),
+            token,
+        })
     }
 
     pub fn token_file(&self) -> PathBuf {
-        self.token.lock().unwrap_or_else(|e| e.into_inner()).token_file()
+        self.token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .token_file()
     }
 }
 
@@ -198,7 +222,10 @@ mod tests {
         let first = token.current().to_string();
         assert_eq!(std::fs::read_to_string(token.token_file()).unwrap(), first);
         let sds = std::fs::read_to_string(token.sds_file()).unwrap();
-        assert!(sds.contains(SECRET_NAME) && sds.contains(&*token.token_file().to_string_lossy()), "{sds}");
+        assert!(
+            sds.contains(SECRET_NAME) && sds.contains(&*token.token_file().to_string_lossy()),
+            "{sds}"
+        );
         let second = token.rotate().unwrap();
         assert_ne!(first, second);
         assert_eq!(std::fs::read_to_string(token.token_file()).unwrap(), second);
@@ -215,8 +242,14 @@ mod tests {
     fn finds_the_watched_directory_of_the_repository_configs() {
         let root = crate::paths::repo_root();
         let yaml = std::fs::read_to_string(root.join("envoy.yaml")).unwrap();
-        assert_eq!(watched_directory(&yaml), Some(PathBuf::from("/tmp/kiali-header-auth-demo")));
-        assert_eq!(watched_directory("watched_directory:\n  path: \"/a/b\"\n"), Some(PathBuf::from("/a/b")));
+        assert_eq!(
+            watched_directory(&yaml),
+            Some(PathBuf::from("/tmp/kiali-header-auth-demo"))
+        );
+        assert_eq!(
+            watched_directory("watched_directory:\n  path: \"/a/b\"\n"),
+            Some(PathBuf::from("/a/b"))
+        );
         assert_eq!(watched_directory("static_resources: {}"), None);
     }
 

@@ -21,7 +21,10 @@ pub struct ImpersonateRule {
 
 impl ImpersonateRule {
     pub fn new(api_group: &str, resource: &str) -> Self {
-        ImpersonateRule { api_group: api_group.into(), resource: resource.into() }
+        ImpersonateRule {
+            api_group: api_group.into(),
+            resource: resource.into(),
+        }
     }
 
     /// The rules of `deploy/02-impersonator.yaml` for the oauth2-proxy preset.
@@ -35,7 +38,8 @@ impl ImpersonateRule {
     }
 
     fn grants(&self, group: &str, resource: &str) -> bool {
-        (self.api_group == "*" || self.api_group == group) && (self.resource == "*" || self.resource == resource)
+        (self.api_group == "*" || self.api_group == group)
+            && (self.resource == "*" || self.resource == resource)
     }
 }
 
@@ -80,7 +84,8 @@ impl SelfSubjectAccessReviews {
 
     /// Answer every review with this error status (`None`: answer normally).
     pub fn set_failure(&self, failure: Option<(u16, &str, &str)>) {
-        self.lock().failure = failure.map(|(code, reason, message)| (code, reason.into(), message.into()));
+        self.lock().failure =
+            failure.map(|(code, reason, message)| (code, reason.into(), message.into()));
     }
 
     pub fn reviews(&self) -> Vec<RecordedReview> {
@@ -94,7 +99,13 @@ impl SelfSubjectAccessReviews {
             .ok()
             .and_then(|v| v.pointer("/spec/resourceAttributes").cloned())
             .unwrap_or(Value::Null);
-        let text = |name: &str| attributes.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+        let text = |name: &str| {
+            attributes
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let resource = match text("subresource").as_str() {
             "" => text("resource"),
             sub => format!("{}/{sub}", text("resource")),
@@ -119,18 +130,21 @@ impl SelfSubjectAccessReviews {
             Reply::json(*code, &k8s_status(*code, reason, message))
         } else if attributes.is_null() || record.verb.is_empty() {
             record.status = 400;
-            Reply::json(400, &k8s_status(400, "BadRequest", "spec.resourceAttributes is required"))
+            Reply::json(
+                400,
+                &k8s_status(400, "BadRequest", "spec.resourceAttributes is required"),
+            )
         } else {
             let allowed = record.verb == "impersonate"
-                && table
-                    .rules
-                    .as_ref()
-                    .is_none_or(|rules| rules.iter().any(|r| r.grants(&record.api_group, &resource)));
+                && table.rules.as_ref().is_none_or(|rules| {
+                    rules.iter().any(|r| r.grants(&record.api_group, &resource))
+                });
             record.status = 201;
             record.allowed = Some(allowed);
             let mut status = json!({ "allowed": allowed });
             if allowed {
-                status["reason"] = json!("RBAC: allowed by ClusterRoleBinding \"kiali-header-auth-impersonate\"");
+                status["reason"] =
+                    json!("RBAC: allowed by ClusterRoleBinding \"kiali-header-auth-impersonate\"");
             }
             Reply::json(
                 201,
@@ -169,7 +183,10 @@ mod tests {
         match reply {
             Reply::Respond { status, body, .. } => {
                 let v: Value = serde_json::from_slice(body).unwrap();
-                (*status, v.pointer("/status/allowed").and_then(Value::as_bool))
+                (
+                    *status,
+                    v.pointer("/status/allowed").and_then(Value::as_bool),
+                )
             }
             Reply::Close => (0, None),
         }
@@ -179,21 +196,47 @@ mod tests {
     fn answers_from_the_rule_table() {
         let ssar = SelfSubjectAccessReviews::default();
         let token = Some("t".to_string());
-        assert_eq!(allowed(&ssar.answer(&review("groups", None, ""), token.clone(), true)), (201, Some(true)));
-        ssar.set_rules(Some(vec![ImpersonateRule::new("", "users"), ImpersonateRule::new("authentication.k8s.io", "userextras/email")]));
-        assert_eq!(allowed(&ssar.answer(&review("users", None, ""), token.clone(), true)), (201, Some(true)));
-        assert_eq!(allowed(&ssar.answer(&review("groups", None, ""), token.clone(), true)), (201, Some(false)));
         assert_eq!(
-            allowed(&ssar.answer(&review("userextras", Some("email"), "authentication.k8s.io"), token.clone(), true)),
+            allowed(&ssar.answer(&review("groups", None, ""), token.clone(), true)),
+            (201, Some(true))
+        );
+        ssar.set_rules(Some(vec![
+            ImpersonateRule::new("", "users"),
+            ImpersonateRule::new("authentication.k8s.io", "userextras/email"),
+        ]));
+        assert_eq!(
+            allowed(&ssar.answer(&review("users", None, ""), token.clone(), true)),
             (201, Some(true))
         );
         assert_eq!(
-            allowed(&ssar.answer(&review("userextras", Some("team"), "authentication.k8s.io"), token.clone(), true)),
+            allowed(&ssar.answer(&review("groups", None, ""), token.clone(), true)),
             (201, Some(false))
         );
-        assert_eq!(allowed(&ssar.answer(&review("users", None, ""), token.clone(), false)), (401, None));
+        assert_eq!(
+            allowed(&ssar.answer(
+                &review("userextras", Some("email"), "authentication.k8s.io"),
+                token.clone(),
+                true
+            )),
+            (201, Some(true))
+        );
+        assert_eq!(
+            allowed(&ssar.answer(
+                &review("userextras", Some("team"), "authentication.k8s.io"),
+                token.clone(),
+                true
+            )),
+            (201, Some(false))
+        );
+        assert_eq!(
+            allowed(&ssar.answer(&review("users", None, ""), token.clone(), false)),
+            (401, None)
+        );
         ssar.set_failure(Some((500, "InternalError", "etcd is down")));
-        assert_eq!(allowed(&ssar.answer(&review("users", None, ""), token, true)), (500, None));
+        assert_eq!(
+            allowed(&ssar.answer(&review("users", None, ""), token, true)),
+            (500, None)
+        );
         let reviews = ssar.reviews();
         assert_eq!(reviews.len(), 7);
         assert_eq!(reviews[3].resource, "userextras/email");

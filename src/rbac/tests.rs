@@ -33,7 +33,9 @@ fn needed_permissions_follow_what_the_configuration_maps() {
     );
     // Static groups are sent as Impersonate-Group even without a groups header.
     assert_eq!(
-        resources(&identity(r#"{"user_header":"x-user","static_groups":["kiali-users"]}"#)),
+        resources(&identity(
+            r#"{"user_header":"x-user","static_groups":["kiali-users"]}"#
+        )),
         ["users", "groups"]
     );
 }
@@ -94,21 +96,35 @@ fn parses_allowed_denied_and_errors() {
     // An answer without `allowed` is a denial, as in the API (the field is omitted when false).
     assert_eq!(
         parse_review(Some(200), br#"{"status":{}}"#),
-        Outcome::Denied { reason: String::new() }
+        Outcome::Denied {
+            reason: String::new()
+        }
     );
     let undecided = br#"{"status":{"allowed":false,"evaluationError":"webhook timed out"}}"#;
-    assert!(matches!(parse_review(Some(201), undecided), Outcome::Error { .. }));
+    assert!(matches!(
+        parse_review(Some(201), undecided),
+        Outcome::Error { .. }
+    ));
 
     let forbidden = br#"{"kind":"Status","reason":"Forbidden","message":"nope","code":403}"#;
     match parse_review(Some(403), forbidden) {
         Outcome::Error { detail } => {
-            assert!(detail.contains("HTTP 403") && detail.contains("Forbidden"), "{detail}")
+            assert!(
+                detail.contains("HTTP 403") && detail.contains("Forbidden"),
+                "{detail}"
+            )
         }
         other => panic!("{other:?}"),
     }
     assert!(matches!(parse_review(None, b""), Outcome::Error { .. }));
-    assert!(matches!(parse_review(Some(201), b"{not json"), Outcome::Error { .. }));
-    assert!(matches!(parse_review(Some(201), br#"{"kind":"X"}"#), Outcome::Error { .. }));
+    assert!(matches!(
+        parse_review(Some(201), b"{not json"),
+        Outcome::Error { .. }
+    ));
+    assert!(matches!(
+        parse_review(Some(201), br#"{"kind":"X"}"#),
+        Outcome::Error { .. }
+    ));
 }
 
 #[test]
@@ -117,9 +133,22 @@ fn a_check_completes_once_every_permission_has_one_answer() {
     let mut check = Check::new(7, needed);
     assert!(!check.is_complete());
     assert!(check.record(0, Outcome::Allowed));
-    assert!(!check.record(0, Outcome::Denied { reason: String::new() }), "second answer ignored");
+    assert!(
+        !check.record(
+            0,
+            Outcome::Denied {
+                reason: String::new()
+            }
+        ),
+        "second answer ignored"
+    );
     assert!(!check.record(9, Outcome::Allowed), "unknown index ignored");
-    assert!(check.record(1, Outcome::Denied { reason: "no".into() }));
+    assert!(check.record(
+        1,
+        Outcome::Denied {
+            reason: "no".into()
+        }
+    ));
     assert!(!check.is_complete());
     assert!(check.record(2, Outcome::Error { detail: "x".into() }));
     assert!(check.is_complete());
@@ -138,7 +167,10 @@ fn an_unchecked_or_denied_verdict_is_claimed_once() {
     let unchecked = Verdict::default();
     assert!(unchecked.needs_check(5));
     let claimed = unchecked.claimed(5);
-    assert!(!claimed.needs_check(5 + RECHECK_WHILE_DENIED_MS * 10), "claimed and clean");
+    assert!(
+        !claimed.needs_check(5 + RECHECK_WHILE_DENIED_MS * 10),
+        "claimed and clean"
+    );
     let denied = Verdict {
         generation: 3,
         checked_at_ms: 1000,
@@ -147,7 +179,10 @@ fn an_unchecked_or_denied_verdict_is_claimed_once() {
     assert!(!denied.needs_check(1000 + RECHECK_WHILE_DENIED_MS - 1));
     assert!(denied.needs_check(1000 + RECHECK_WHILE_DENIED_MS));
     let claimed = denied.claimed(1000 + RECHECK_WHILE_DENIED_MS);
-    assert_eq!(claimed.denied, denied.denied, "the denial holds until the check answers");
+    assert_eq!(
+        claimed.denied, denied.denied,
+        "the denial holds until the check answers"
+    );
     assert!(!claimed.needs_check(1000 + RECHECK_WHILE_DENIED_MS + 1));
 }
 
@@ -156,7 +191,10 @@ fn verdict_keys_differ_by_needed_permissions() {
     let oauth2 = needed_permissions(&identity(r#"{"preset":"oauth2-proxy"}"#));
     let authentik = needed_permissions(&identity(r#"{"preset":"authentik"}"#));
     let key = verdict_key("kiali-header-auth/v1/token/1", &oauth2);
-    assert!(key.starts_with("kiali-header-auth/v1/token/1/rbac/"), "{key}");
+    assert!(
+        key.starts_with("kiali-header-auth/v1/token/1/rbac/"),
+        "{key}"
+    );
     assert_eq!(key, verdict_key("kiali-header-auth/v1/token/1", &oauth2));
     assert_ne!(key, verdict_key("kiali-header-auth/v1/token/1", &authentik));
 }
@@ -177,22 +215,40 @@ fn an_unreadable_or_clean_verdict_refuses_nothing() {
 fn report_lines_name_the_permission_and_the_rule() {
     let needed = needed_permissions(&identity(r#"{"preset":"oauth2-proxy"}"#));
     let subject = "system:serviceaccount:kiali-auth:kiali-impersonator";
-    assert_eq!(report_line(&needed[0], &Outcome::Allowed, subject, false), None);
+    assert_eq!(
+        report_line(&needed[0], &Outcome::Allowed, subject, false),
+        None
+    );
     let line = report_line(
         &needed[1],
-        &Outcome::Denied { reason: "RBAC: \"x\"\n".into() },
+        &Outcome::Denied {
+            reason: "RBAC: \"x\"\n".into(),
+        },
         subject,
         true,
     )
     .unwrap();
     assert!(line.contains("may not impersonate groups"), "{line}");
-    assert!(line.contains(r#"{apiGroups: [""], resources: ["groups"], verbs: ["impersonate"]}"#), "{line}");
+    assert!(
+        line.contains(r#"{apiGroups: [""], resources: ["groups"], verbs: ["impersonate"]}"#),
+        "{line}"
+    );
     assert!(line.contains(subject), "{line}");
     assert!(line.contains("503 rbac_denied"), "{line}");
     assert!(!line.contains('\n'), "authorizer text is escaped: {line}");
-    let line = report_line(&needed[2], &Outcome::Error { detail: "HTTP 500".into() }, subject, false)
-        .unwrap();
-    assert!(line.contains("could not ask") && line.contains("userextras/email"), "{line}");
+    let line = report_line(
+        &needed[2],
+        &Outcome::Error {
+            detail: "HTTP 500".into(),
+        },
+        subject,
+        false,
+    )
+    .unwrap();
+    assert!(
+        line.contains("could not ask") && line.contains("userextras/email"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -201,20 +257,28 @@ fn mode_defaults_and_checks() {
     let oauth = r#""token_source":{"type":"oauth2_client_credentials","cluster":"i","authority":"i",
         "token_path":"/t","client_id":"c","client_secret_env":"S"}"#;
     let parse = |rest: &str| {
-        FilterConfig::from_json(format!(r#"{{"identity":{{"preset":"oauth2-proxy"}},{rest}}}"#).as_bytes())
+        FilterConfig::from_json(
+            format!(r#"{{"identity":{{"preset":"oauth2-proxy"}},{rest}}}"#).as_bytes(),
+        )
     };
     assert_eq!(parse(k8s).unwrap().rbac_check, RbacCheckMode::Warn);
     assert_eq!(parse(oauth).unwrap().rbac_check, RbacCheckMode::Off);
     assert_eq!(
-        parse(&format!(r#"{k8s},"rbac_check":"enforce""#)).unwrap().rbac_check,
+        parse(&format!(r#"{k8s},"rbac_check":"enforce""#))
+            .unwrap()
+            .rbac_check,
         RbacCheckMode::Enforce
     );
     assert_eq!(
-        parse(&format!(r#"{k8s},"rbac_check":"off""#)).unwrap().rbac_check,
+        parse(&format!(r#"{k8s},"rbac_check":"off""#))
+            .unwrap()
+            .rbac_check,
         RbacCheckMode::Off
     );
     assert_eq!(
-        parse(&format!(r#"{oauth},"rbac_check":"off""#)).unwrap().rbac_check,
+        parse(&format!(r#"{oauth},"rbac_check":"off""#))
+            .unwrap()
+            .rbac_check,
         RbacCheckMode::Off
     );
     let error = parse(&format!(r#"{k8s},"rbac_check":"strict""#)).unwrap_err();
@@ -222,7 +286,10 @@ fn mode_defaults_and_checks() {
     assert!(error.message.contains("off, warn, enforce"), "{error}");
     let error = parse(&format!(r#"{oauth},"rbac_check":"warn""#)).unwrap_err();
     assert_eq!(error.field, "rbac_check");
-    assert!(error.message.contains("kubernetes_token_request"), "{error}");
+    assert!(
+        error.message.contains("kubernetes_token_request"),
+        "{error}"
+    );
     let error = FilterConfig::from_json(br#"{"rbac_check":"enforce"}"#).unwrap_err();
     assert_eq!(error.field, "rbac_check");
     assert_eq!(
