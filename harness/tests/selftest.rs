@@ -6,7 +6,9 @@ use harness::envoy::{self, Envoy, EnvoyConfig, Filter, Route};
 use harness::time::{parse_rfc3339, rfc3339};
 use harness::token_service::{token_request_body, token_request_path, Behavior, TokenService, TokenSource};
 use harness::upstream::EchoUpstream;
-use harness::{encoding, ports};
+use harness::ports;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -378,7 +380,7 @@ fn oauth(ts: &TokenService, basic: Option<(&str, &str)>, form: &str) -> harness:
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form.to_string());
     if let Some((id, secret)) = basic {
-        req = req.header("Authorization", format!("Basic {}", encoding::base64_encode(format!("{id}:{secret}").as_bytes())));
+        req = req.header("Authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
     }
     client::send(ts.addr(), &req).unwrap()
 }
@@ -427,13 +429,13 @@ fn oauth2_endpoint() {
         .to_string();
     let parts: Vec<&str> = t.split('.').collect();
     assert_eq!(parts.len(), 3);
-    let payload: Value = serde_json::from_slice(&encoding::base64_decode(parts[1]).unwrap()).unwrap();
+    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     assert_eq!(payload["sub"], "kiali-proxy");
-    let exp = payload["exp"].as_i64().unwrap();
+    let exp = payload["exp"].as_u64().unwrap();
     assert_eq!(exp, harness::time::unix_seconds(ts.find_issued(&t).unwrap().expires_at));
     let v = post_token(&ts, None, &good_body()).unwrap().json();
     let k8s_jwt = v["status"]["token"].as_str().unwrap();
-    let p: Value = serde_json::from_slice(&encoding::base64_decode(k8s_jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let p: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(k8s_jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert_eq!(p["sub"], "system:serviceaccount:istio-system:kiali");
     assert_eq!(p["aud"], json!(["kiali", "https://kubernetes.default.svc"]));
 }
