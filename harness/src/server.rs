@@ -24,6 +24,8 @@ use tokio::sync::oneshot;
 
 /// Largest request body a stand-in accepts; a larger one is answered with 413.
 pub const MAX_BODY: usize = 1024 * 1024;
+/// Most header lines a stand-in reads in one request (hyper's default is 100).
+pub const MAX_HEADERS: usize = 1000;
 /// How long a connection may take to send a request head.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -119,6 +121,8 @@ async fn accept_loop(listener: std::net::TcpListener, handler: Handler, mut stop
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(READ_TIMEOUT)
+                // Envoy forwards more header lines than it accepts (groups the filter adds).
+                .max_headers(MAX_HEADERS)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

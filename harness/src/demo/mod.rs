@@ -13,7 +13,7 @@ use crate::envoy::{scan_admin_port, Envoy, Launch};
 use crate::paths;
 use crate::token_service::TokenService;
 use crate::upstream::EchoUpstream;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,7 +104,7 @@ fn try_run(a: DemoArgs) -> Result<i32, Failure> {
     Ok(code)
 }
 
-fn print_banner(a: &DemoArgs, envoy: &Envoy, upstream: &EchoUpstream, tokens: &TokenService, config: &PathBuf, log: &PathBuf) {
+fn print_banner(a: &DemoArgs, envoy: &Envoy, upstream: &EchoUpstream, tokens: &TokenService, config: &Path, log: &Path) {
     let cmds = curl_commands(a);
     println!(
         "
