@@ -5,7 +5,7 @@
 //! Processing order for a token route: record the request -> `fail_every_nth` ->
 //! behaviour pre-phase (`Hang`, `CloseConnection`, `Status`, `Delay`) -> client
 //! authentication (bearer / HTTP Basic) -> request validation -> issue (shaped by
-//! `Issue`/`Delay`/`Garbage`/`NoExpiry`/`PastExpiry`). Routes are one `match` in [`route`].
+//! `Issue`/`Delay`/`Garbage`/`NoExpiry`/`PastExpiry`). Endpoints are one `match` in [`route`].
 
 use crate::message::RawRequest;
 use crate::server::{Reply, Server};
@@ -233,36 +233,41 @@ impl TokenService {
     }
 }
 
-/// The endpoints the service answers on.
+/// The endpoints the service answers on (all `POST`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Route {
+enum Endpoint {
     TokenRequest { namespace: String, service_account: String },
     OAuth2,
-    /// A known endpoint asked with a method it does not serve.
-    MethodNotAllowed(Box<Route>),
+}
+
+enum Route {
+    Endpoint(Endpoint),
+    /// A known endpoint asked with another method than `POST`.
+    MethodNotAllowed(Endpoint),
     NotFound,
 }
 
+/// Which endpoint a request is for. A new endpoint is one line here and one in [`answer`].
 fn route(req: &RawRequest) -> Route {
     let segments: Vec<&str> = req.path_only().split('/').collect();
-    let route = match segments.as_slice() {
+    let endpoint = match segments.as_slice() {
         ["", "api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"] if !ns.is_empty() && !sa.is_empty() => {
-            Route::TokenRequest { namespace: ns.to_string(), service_account: sa.to_string() }
+            Endpoint::TokenRequest { namespace: ns.to_string(), service_account: sa.to_string() }
         }
-        ["", "oauth2", "token"] => Route::OAuth2,
+        ["", "oauth2", "token"] => Endpoint::OAuth2,
         _ => return Route::NotFound,
     };
     match req.method.as_str() {
-        "POST" => route,
-        _ => Route::MethodNotAllowed(Box::new(route)),
+        "POST" => Route::Endpoint(endpoint),
+        _ => Route::MethodNotAllowed(endpoint),
     }
 }
 
 /// An error in the endpoint's own shape: a Kubernetes `Status` object, or an OAuth2 error.
-fn error_reply(route: &Route, code: u16, k8s_reason: &str, oauth_error: &str, message: &str) -> Reply {
-    match route {
-        Route::OAuth2 => Reply::json(code, &json!({"error": oauth_error, "error_description": message})),
-        _ => Reply::json(code, &k8s_status(code, k8s_reason, message)),
+fn error_reply(endpoint: &Endpoint, code: u16, k8s_reason: &str, oauth_error: &str, message: &str) -> Reply {
+    match endpoint {
+        Endpoint::OAuth2 => Reply::json(code, &json!({"error": oauth_error, "error_description": message})),
+        Endpoint::TokenRequest { .. } => Reply::json(code, &k8s_status(code, k8s_reason, message)),
     }
 }
 
@@ -271,41 +276,44 @@ async fn handle(state: Arc<Mutex<State>>, req: RawRequest) -> Reply {
     let fail_now = {
         let mut s = lock(&state);
         s.requests.push(req.clone());
-        if route != Route::NotFound {
+        if matches!(route, Route::NotFound) {
+            false
+        } else {
             s.nth_counter += 1;
             s.fail_every_nth.is_some_and(|n| s.nth_counter.is_multiple_of(u64::from(n)))
-        } else {
-            false
         }
     };
-    match &route {
+    let endpoint = match route {
         Route::NotFound => {
             let message = format!("the server could not find the requested resource ({})", req.path_only());
             return Reply::json(404, &k8s_status(404, "NotFound", &message));
         }
         Route::MethodNotAllowed(endpoint) => {
             let message = format!("the server does not allow this method on the requested resource ({})", req.method);
-            return error_reply(endpoint, 405, "MethodNotAllowed", "invalid_request", &message);
+            return error_reply(&endpoint, 405, "MethodNotAllowed", "invalid_request", &message);
         }
-        _ if fail_now => {
+        Route::Endpoint(endpoint) if fail_now => {
             let message = "Internal error occurred: injected failure (fail_every_nth)";
-            return error_reply(&route, 500, "InternalError", "server_error", message);
+            return error_reply(&endpoint, 500, "InternalError", "server_error", message);
         }
-        _ => {}
-    }
-    let behavior = match behavior_pre_phase(&state, &route).await {
-        Ok(behavior) => behavior,
-        Err(reply) => return reply,
+        Route::Endpoint(endpoint) => endpoint,
     };
-    match route {
-        Route::TokenRequest { namespace, service_account } => token_request(&state, &req, &behavior, &namespace, &service_account),
-        _ => oauth2(&state, &req, &behavior),
+    match behavior_pre_phase(&state, &endpoint).await {
+        Ok(behavior) => answer(&state, &req, &behavior, endpoint),
+        Err(reply) => reply,
+    }
+}
+
+fn answer(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, endpoint: Endpoint) -> Reply {
+    match endpoint {
+        Endpoint::TokenRequest { namespace, service_account } => token_request(state, req, behavior, &namespace, &service_account),
+        Endpoint::OAuth2 => oauth2(state, req, behavior),
     }
 }
 
 /// Applies the behaviours that decide before the request is looked at: hang, close, fail,
 /// delay. `Ok` carries the behaviour that shapes the answer.
-async fn behavior_pre_phase(state: &Mutex<State>, route: &Route) -> Result<Behavior, Reply> {
+async fn behavior_pre_phase(state: &Mutex<State>, endpoint: &Endpoint) -> Result<Behavior, Reply> {
     let started = Instant::now();
     loop {
         let (behavior, generation) = {
@@ -324,7 +332,7 @@ async fn behavior_pre_phase(state: &Mutex<State>, route: &Route) -> Result<Behav
                 }
             }
             Behavior::CloseConnection => return Err(Reply::Close),
-            Behavior::Status { code, reason, message } => return Err(error_reply(route, code, &reason, &reason, &message)),
+            Behavior::Status { code, reason, message } => return Err(error_reply(endpoint, code, &reason, &reason, &message)),
             Behavior::Delay { delay, .. } => {
                 tokio::time::sleep(delay).await;
                 return Ok(behavior);
