@@ -5,9 +5,11 @@ use crate::message::Response;
 use std::io::{self, Read};
 use std::net::TcpStream;
 
-/// Largest response head and body the client accepts.
+/// Largest response head the client accepts.
 const MAX_HEAD: usize = 64 * 1024;
+/// Largest response body the client accepts.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Most header lines in a response head.
 const MAX_HEADERS: usize = 256;
 
 fn invalid(what: impl std::fmt::Display) -> io::Error {
