@@ -4,7 +4,7 @@
 #
 # Push with a tool that keeps the image to one manifest (e.g. `docker buildx build
 # --provenance=false --sbom=false --push`), then put the pushed MANIFEST digest in
-# wasmplugin.yaml's `sha256` (for oci:// URLs Istio checks the manifest digest, not the
+# deploy/istio/wasmplugin.yaml's `sha256` (for oci:// URLs Istio checks the manifest digest, not the
 # checksum of the .wasm file).
 FROM scratch
 COPY dist/kiali_header_auth.wasm ./plugin.wasm

@@ -95,7 +95,7 @@ fn crd() -> Value {
 }
 
 fn wasmplugin() -> Value {
-    yaml_file("wasmplugin.yaml")
+    yaml_file("deploy/istio/wasmplugin.yaml")
 }
 
 struct Manifest {
@@ -2124,7 +2124,7 @@ fn manifests_avoid_yaml_1_1_booleans() {
     // Kubernetes and docker compose read YAML 1.1, where an unquoted yes/no/on/off is a boolean;
     // serde_yaml (YAML 1.2) would read a string, so this test would not notice the difference.
     let mut files = vec![
-        "wasmplugin.yaml".to_string(),
+        "deploy/istio/wasmplugin.yaml".to_string(),
         "docker-compose.yaml".to_string(),
     ];
     files.extend(deploy_manifests().into_iter().map(|m| m.file));
