@@ -56,7 +56,10 @@ impl Registry {
                 assert_eq!(response.status, 200, "GET /v2/ on the registry");
                 return registry;
             }
-            assert!(Instant::now() < deadline, "the registry did not answer on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not answer on {addr}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -106,7 +109,9 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn blob(layout: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("digest {digest}"));
+    let hex = digest
+        .strip_prefix("sha256:")
+        .unwrap_or_else(|| panic!("digest {digest}"));
     layout.join("blobs").join("sha256").join(hex)
 }
 
@@ -116,12 +121,19 @@ fn make_image_and_make_push_deliver_plugin_wasm_through_a_real_registry() {
 
     let built = make(&["image"]);
     let image_digest = line_after(&built, "manifest digest:").to_string();
-    assert!(image_digest.starts_with("sha256:") && image_digest.len() == 71, "{image_digest}");
+    assert!(
+        image_digest.starts_with("sha256:") && image_digest.len() == 71,
+        "{image_digest}"
+    );
 
     let reference = format!("{}/kiali-header-auth:test", registry.addr);
     let pushed = make(&["push", &format!("IMAGE={reference}"), "TLS_VERIFY=false"]);
     let to_paste = line_after(&pushed, "sha256:").trim_matches('"').to_string();
-    assert_eq!(format!("sha256:{to_paste}"), image_digest, "make push printed:\n{pushed}");
+    assert_eq!(
+        format!("sha256:{to_paste}"),
+        image_digest,
+        "make push printed:\n{pushed}"
+    );
     assert_eq!(line_after(&pushed, "url:"), format!("oci://{reference}"));
 
     // What the registry serves for the tag.
@@ -132,7 +144,11 @@ fn make_image_and_make_push_deliver_plugin_wasm_through_a_real_registry() {
         "{{.Digest}}",
         &format!("docker://{reference}"),
     ]));
-    assert_eq!(inspected.trim(), image_digest, "the registry's manifest digest");
+    assert_eq!(
+        inspected.trim(),
+        image_digest,
+        "the registry's manifest digest"
+    );
 
     // Pulled back into an OCI layout, as an image fetcher gets it.
     let pulled = tempfile::tempdir().expect("a temporary directory");
@@ -149,28 +165,50 @@ fn make_image_and_make_push_deliver_plugin_wasm_through_a_real_registry() {
     assert_eq!(manifest_digest, image_digest, "pulled manifest");
     let manifest = read_json(&blob(&layout, manifest_digest));
     let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-    assert_eq!(layers.len(), 1, "Istio's compat layout has one layer: {manifest}");
-    assert_eq!(layers[0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
-    let layer = fs::read(blob(&layout, layers[0]["digest"].as_str().unwrap_or_default()))
-        .expect("the layer blob");
+    assert_eq!(
+        layers.len(),
+        1,
+        "Istio's compat layout has one layer: {manifest}"
+    );
+    assert_eq!(
+        layers[0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let layer = fs::read(blob(
+        &layout,
+        layers[0]["digest"].as_str().unwrap_or_default(),
+    ))
+    .expect("the layer blob");
 
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(layer.as_slice()));
     for entry in archive.entries().expect("a tar layer") {
         let mut entry = entry.expect("a tar entry");
-        let path = entry.path().expect("an entry path").to_string_lossy().into_owned();
+        let path = entry
+            .path()
+            .expect("an entry path")
+            .to_string_lossy()
+            .into_owned();
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).expect("entry contents");
         files.push((path, bytes));
     }
     let names: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(names, ["plugin.wasm"], "the layer holds the module only");
-    let module_path = std::env::var("KHA_WASM").map(PathBuf::from).unwrap_or_else(|_| {
-        repo().join("target/wasm32-wasip1/release/kiali_header_auth.wasm")
-    });
+    let module_path = std::env::var("KHA_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target/wasm32-wasip1/release/kiali_header_auth.wasm"));
     let module = fs::read(&module_path).expect("the module make wasm built");
-    assert!(module.starts_with(b"\0asm"), "{} is not a Wasm module", module_path.display());
-    assert!(files[0].1 == module, "plugin.wasm differs from {}", module_path.display());
+    assert!(
+        module.starts_with(b"\0asm"),
+        "{} is not a Wasm module",
+        module_path.display()
+    );
+    assert!(
+        files[0].1 == module,
+        "plugin.wasm differs from {}",
+        module_path.display()
+    );
 
     // The same module gives the same digest (timestamps at 0): a rebuild does not unpin.
     let rebuilt = make(&["image"]);

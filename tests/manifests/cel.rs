@@ -38,7 +38,12 @@ fn walk(schema: &Value, value: &Value, pointer: &str, errors: &mut Vec<String>) 
     if let Some(items) = value.as_array() {
         check_list_type(schema, items, &path, errors);
         for (index, item) in items.iter().enumerate() {
-            walk(&schema["items"], item, &format!("{pointer}/{index}"), errors);
+            walk(
+                &schema["items"],
+                item,
+                &format!("{pointer}/{index}"),
+                errors,
+            );
         }
     }
     if let Some(fields) = value.as_object() {
@@ -60,19 +65,53 @@ fn check_list_type(schema: &Value, items: &[Value], path: &str, errors: &mut Vec
         .unwrap_or_default();
     let identity = |item: &Value| -> String {
         match schema["x-kubernetes-list-type"].as_str() {
-            Some("map") => keys.iter().map(|k| item[*k].to_string()).collect::<Vec<_>>().join(","),
+            Some("map") => keys
+                .iter()
+                .map(|k| item[*k].to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             _ => item.to_string(),
         }
     };
-    if !matches!(schema["x-kubernetes-list-type"].as_str(), Some("map" | "set")) {
+    if !matches!(
+        schema["x-kubernetes-list-type"].as_str(),
+        Some("map" | "set")
+    ) {
         return;
     }
     let mut seen = BTreeSet::new();
     for (index, item) in items.iter().enumerate() {
         if !seen.insert(identity(item)) {
-            errors.push(format!("{path}[{index}]: Duplicate value {}", identity(item)));
+            errors.push(format!(
+                "{path}[{index}]: Duplicate value {}",
+                identity(item)
+            ));
         }
     }
+}
+
+/// Every CEL rule text in a schema (normalized), wherever it sits.
+pub fn rules_in(schema: &Value, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(fields) => {
+            for validation in fields
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.push(normalize(validation["rule"].as_str().unwrap_or("")));
+            }
+            fields.values().for_each(|v| rules_in(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| rules_in(v, out)),
+        _ => {}
+    }
+}
+
+/// Whether `rule` has a hand-written equivalent here.
+pub fn is_known(rule: &str) -> bool {
+    evaluate(rule, &Value::Null).is_some()
 }
 
 fn normalize(rule: &str) -> String {
@@ -90,7 +129,10 @@ fn evaluate(rule: &str, value: &Value) -> Option<bool> {
     let keys = || -> Vec<String> {
         match value {
             Value::Object(fields) => fields.keys().cloned().collect(),
-            Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
             _ => Vec::new(),
         }
     };
@@ -241,7 +283,10 @@ mod tests {
         );
         assert_eq!(evaluate(&url, &json!("oci://ghcr.io/x/y:1")), Some(true));
         assert_eq!(evaluate(&url, &json!("ghcr.io/x/y:1")), Some(true));
-        assert_eq!(evaluate(&url, &json!("ftp://example.com/x.wasm")), Some(false));
+        assert_eq!(
+            evaluate(&url, &json!("ftp://example.com/x.wasm")),
+            Some(false)
+        );
         let duration = "duration(self) >= duration('1ms')";
         assert_eq!(evaluate(duration, &json!("1h30m")), Some(true));
         assert_eq!(evaluate(duration, &json!("0.5ms")), Some(false));

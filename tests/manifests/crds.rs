@@ -2,12 +2,14 @@
 //! it, found by apiVersion/kind: a new file needs no change here. Negative fixtures show each
 //! check failing where the API server (or its pruning) would.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::sync::OnceLock;
 
 use kiali_header_auth::config::FilterConfig;
 use serde_json::{json, Value};
 
+use crate::cel;
 use crate::envoy_files::{configuration_string, wasm_filter_configs, ENVOY_FILES};
 use crate::files::{all_deploy_manifests, deploy_files, manifests_in, read, repo, Manifest};
 use crate::kubernetes::check_documents;
@@ -68,7 +70,11 @@ fn every_deploy_document_with_a_crd_matches_it() {
     for manifest in all_deploy_manifests() {
         if let Some(found) = crd_errors(&manifest) {
             validated.push(manifest.describe());
-            errors.extend(found.into_iter().map(|e| format!("{}: {e}", manifest.describe())));
+            errors.extend(
+                found
+                    .into_iter()
+                    .map(|e| format!("{}: {e}", manifest.describe())),
+            );
         }
     }
     assert!(errors.is_empty(), "{errors:#?}");
@@ -85,7 +91,10 @@ fn every_deploy_document_with_a_crd_matches_it() {
 fn every_embedded_plugin_configuration_passes_the_filter_validator() {
     let mut checked = Vec::new();
     let mut errors = Vec::new();
-    for manifest in all_deploy_manifests().iter().filter(|m| m.doc.get("kind").is_some()) {
+    for manifest in all_deploy_manifests()
+        .iter()
+        .filter(|m| m.doc.get("kind").is_some())
+    {
         for (origin, result) in embedded_plugin_configs(manifest) {
             match result {
                 Ok(_) => checked.push(origin),
@@ -95,7 +104,10 @@ fn every_embedded_plugin_configuration_passes_the_filter_validator() {
     }
     assert!(errors.is_empty(), "{errors:#?}");
     for file in [WASMPLUGIN, TRAFFIC_EXTENSION] {
-        assert!(checked.iter().any(|o| o.contains(file)), "{file}: {checked:#?}");
+        assert!(
+            checked.iter().any(|o| o.contains(file)),
+            "{file}: {checked:#?}"
+        );
     }
 }
 
@@ -104,8 +116,9 @@ fn deploy_documents_are_well_formed() {
     let manifests = all_deploy_manifests();
     // deploy/*.yaml is one set (applied together): no object twice. Each other file on its own
     // (alternatives such as the WasmPlugin and the TrafficExtension are not applied together).
-    let (top, nested): (Vec<Manifest>, Vec<Manifest>) =
-        manifests.into_iter().partition(|m| m.file.matches('/').count() == 1);
+    let (top, nested): (Vec<Manifest>, Vec<Manifest>) = manifests
+        .into_iter()
+        .partition(|m| m.file.matches('/').count() == 1);
     let mut errors = check_documents(&top);
     for file in deploy_files() {
         let objects: Vec<Manifest> = nested
@@ -130,7 +143,9 @@ fn no_unquoted_yes_no_on_off_anywhere() {
     for file in &files {
         for manifest in manifests_in(&read(file), file) {
             for (line, text) in manifest.surprising_booleans() {
-                errors.push(format!("{file}:{line}: unquoted {text:?} is a boolean in YAML 1.1; quote it"));
+                errors.push(format!(
+                    "{file}:{line}: unquoted {text:?} is a boolean in YAML 1.1; quote it"
+                ));
             }
         }
     }
@@ -165,7 +180,44 @@ fn vendored_crds_equal_the_shared_copies() {
         compared += 1;
     }
     println!("compared {compared} CRDs with {}", shared.display());
-    assert!(catalog().crds.len() >= 7, "CRDs loaded: {}", catalog().crds.len());
+    assert!(
+        catalog().crds.len() >= 6,
+        "CRDs loaded: {}",
+        catalog().crds.len()
+    );
+}
+
+#[test]
+fn every_cel_rule_of_the_vendored_crds_has_a_hand_written_check() {
+    let mut unknown = BTreeSet::new();
+    let mut known = BTreeSet::new();
+    for entry in fs::read_dir(repo().join("deploy").join("schemas"))
+        .expect("deploy/schemas")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let crd = crate::yaml::single(
+            &fs::read_to_string(&path).unwrap_or_default(),
+            &path.display().to_string(),
+        );
+        let mut rules = Vec::new();
+        cel::rules_in(&crd, &mut rules);
+        for rule in rules {
+            if cel::is_known(&rule) {
+                known.insert(rule);
+            } else {
+                unknown.insert(format!("{}: {rule}", path.display()));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "add these to tests/manifests/cel.rs: {unknown:#?}"
+    );
+    assert!(known.len() >= 15, "{known:#?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -206,19 +258,38 @@ fn assert_accepted(manifest: &Manifest) {
 fn an_unquoted_all_digit_sha256_is_rejected_as_kubectl_sends_it() {
     let zeros = "0".repeat(64);
     let unquoted = edited(WASMPLUGIN, "sha256: \"\"", &format!("sha256: {zeros}"));
-    assert_eq!(unquoted.doc["spec"]["sha256"], json!(0), "YAML 1.1: octal 0");
+    assert_eq!(
+        unquoted.doc["spec"]["sha256"],
+        json!(0),
+        "YAML 1.1: octal 0"
+    );
     assert_rejected(
         &unquoted,
-        &["spec.sha256: 0 is not of type \"string\"", &format!("unquoted `{zeros}` is an integer in YAML 1.1")],
+        &[
+            "spec.sha256: 0 is not of type \"string\"",
+            &format!("unquoted `{zeros}` is an integer in YAML 1.1"),
+        ],
     );
     let digits = "1234567890".repeat(6) + "1234";
     assert_rejected(
-        &edited(TRAFFIC_EXTENSION, "sha256: \"\"", &format!("sha256: {digits}")),
+        &edited(
+            TRAFFIC_EXTENSION,
+            "sha256: \"\"",
+            &format!("sha256: {digits}"),
+        ),
         &["spec.wasm.sha256", "is a float in YAML 1.1"],
     );
     // Quoted, the same digits are a string matching the pattern.
-    assert_accepted(&edited(WASMPLUGIN, "sha256: \"\"", &format!("sha256: \"{zeros}\"")));
-    assert_accepted(&edited(WASMPLUGIN, "sha256: \"\"", &format!("sha256: '{digits}'")));
+    assert_accepted(&edited(
+        WASMPLUGIN,
+        "sha256: \"\"",
+        &format!("sha256: \"{zeros}\""),
+    ));
+    assert_accepted(&edited(
+        WASMPLUGIN,
+        "sha256: \"\"",
+        &format!("sha256: '{digits}'"),
+    ));
     assert_rejected(
         &edited(WASMPLUGIN, "sha256: \"\"", "sha256: \"ABC\""),
         &["spec.sha256: \"ABC\" does not match"],
@@ -228,7 +299,11 @@ fn an_unquoted_all_digit_sha256_is_rejected_as_kubectl_sends_it() {
 #[test]
 fn unknown_fields_are_rejected_where_the_api_server_would_prune_them() {
     assert_rejected(
-        &edited(WASMPLUGIN, "failStrategy: FAIL_CLOSE", "failstrategy: FAIL_CLOSE"),
+        &edited(
+            WASMPLUGIN,
+            "failStrategy: FAIL_CLOSE",
+            "failstrategy: FAIL_CLOSE",
+        ),
         &["spec: Additional properties are not allowed ('failstrategy' was unexpected)"],
     );
     assert_rejected(
@@ -244,7 +319,11 @@ fn unknown_fields_are_rejected_where_the_api_server_would_prune_them() {
         &["Additional properties are not allowed ('status' was unexpected)"],
     );
     assert_rejected(
-        &edited(WASMPLUGIN, "  name: kiali-header-auth\n", "  name: kiali-header-auth\n  labelz: {}\n"),
+        &edited(
+            WASMPLUGIN,
+            "  name: kiali-header-auth\n",
+            "  name: kiali-header-auth\n  labelz: {}\n",
+        ),
         &["metadata.labelz: unexpected metadata field"],
     );
     // x-kubernetes-preserve-unknown-fields: pluginConfig takes any key (the filter checks it).
@@ -262,7 +341,11 @@ fn values_outside_an_enum_are_rejected() {
         &["spec.phase: \"AUTHENTICATION\" is not one of"],
     );
     assert_rejected(
-        &edited(TRAFFIC_EXTENSION, "failStrategy: FAIL_CLOSE", "failStrategy: FAIL_CLOSED"),
+        &edited(
+            TRAFFIC_EXTENSION,
+            "failStrategy: FAIL_CLOSE",
+            "failStrategy: FAIL_CLOSED",
+        ),
         &["spec.wasm.failStrategy: \"FAIL_CLOSED\" is not one of"],
     );
     assert_rejected(
@@ -286,16 +369,27 @@ fn types_required_fields_and_bounds_are_enforced() {
         &["spec: \"url\" is a required property"],
     );
     assert_rejected(
-        &edited(WASMPLUGIN, "apiVersion: extensions.istio.io/v1alpha1", "apiVersion: extensions.istio.io/v9"),
+        &edited(
+            WASMPLUGIN,
+            "apiVersion: extensions.istio.io/v1alpha1",
+            "apiVersion: extensions.istio.io/v9",
+        ),
         &["apiVersion: \"extensions.istio.io/v9\" is not a served version"],
     );
     assert_rejected(
         &edited(WASMPLUGIN, "      app: kiali", "      app: yes"),
-        &["spec.selector.matchLabels.app: true is not of type \"string\"", "unquoted `yes` is a boolean"],
+        &[
+            "spec.selector.matchLabels.app: true is not of type \"string\"",
+            "unquoted `yes` is a boolean",
+        ],
     );
     let many = "  - kind: Service\n    group: \"\"\n    name: kiali\n".repeat(17);
     assert_rejected(
-        &edited(crate::AMBIENT_WASMPLUGIN, "  - kind: Service\n    group: \"\"\n    name: kiali\n", &many),
+        &edited(
+            crate::AMBIENT_WASMPLUGIN,
+            "  - kind: Service\n    group: \"\"\n    name: kiali\n",
+            &many,
+        ),
         &["spec.targetRefs: [", "has more than 16 items"],
     );
 }
@@ -303,24 +397,48 @@ fn types_required_fields_and_bounds_are_enforced() {
 #[test]
 fn cel_rules_and_list_types_are_enforced() {
     assert_rejected(
-        &edited(WASMPLUGIN, "spec:\n", "spec:\n  targetRefs:\n  - {kind: Service, name: kiali}\n"),
+        &edited(
+            WASMPLUGIN,
+            "spec:\n",
+            "spec:\n  targetRefs:\n  - {kind: Service, name: kiali}\n",
+        ),
         &["spec: only one of targetRefs or selector can be set"],
     );
     assert_rejected(
-        &edited(WASMPLUGIN, "      valueFrom: HOST", "      valueFrom: HOST\n      value: secret"),
+        &edited(
+            WASMPLUGIN,
+            "      valueFrom: HOST",
+            "      valueFrom: HOST\n      value: secret",
+        ),
         &["spec.vmConfig.env[0]: value may only be set when valueFrom is INLINE"],
     );
-    assert_accepted(&edited(WASMPLUGIN, "      valueFrom: HOST", "      valueFrom: INLINE\n      value: literal"));
+    assert_accepted(&edited(
+        WASMPLUGIN,
+        "      valueFrom: HOST",
+        "      valueFrom: INLINE\n      value: literal",
+    ));
     assert_rejected(
-        &edited(WASMPLUGIN, "      valueFrom: HOST", "      valueFrom: HOST\n    - name: TOKEN_REQUESTER_BEARER"),
+        &edited(
+            WASMPLUGIN,
+            "      valueFrom: HOST",
+            "      valueFrom: HOST\n    - name: TOKEN_REQUESTER_BEARER",
+        ),
         &["spec.vmConfig.env[1]: Duplicate value"],
     );
     assert_rejected(
-        &edited(TRAFFIC_EXTENSION, "  phase: AUTHN\n", "  phase: AUTHN\n  lua:\n    inlineCode: x\n"),
+        &edited(
+            TRAFFIC_EXTENSION,
+            "  phase: AUTHN\n",
+            "  phase: AUTHN\n  lua:\n    inlineCode: x\n",
+        ),
         &["spec: exactly one of wasm or lua must be set"],
     );
     assert_rejected(
-        &edited(crate::AMBIENT_WASMPLUGIN, "    name: kiali\n", "    name: kiali\n    namespace: other\n"),
+        &edited(
+            crate::AMBIENT_WASMPLUGIN,
+            "    name: kiali\n",
+            "    name: kiali\n    namespace: other\n",
+        ),
         &["spec.targetRefs[0].namespace: cross namespace referencing is not currently supported"],
     );
     assert_rejected(

@@ -17,7 +17,6 @@ const TLS_CONTEXT_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 const ACCESS_LOG_USER: &str = "%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%";
 
-
 /// Every Wasm HTTP filter `config` object in an Envoy bootstrap.
 pub fn wasm_filter_configs(bootstrap: &Value) -> Vec<Value> {
     fn walk(value: &Value, found: &mut Vec<Value>) {
@@ -224,7 +223,11 @@ fn differences(left: &Value, right: &Value, path: &str, out: &mut Vec<(String, V
         (Value::Object(a), Value::Object(b)) => {
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for key in keys {
-                let sub = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+                let sub = if path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match (a.get(key), b.get(key)) {
                     (Some(x), Some(y)) => differences(x, y, &sub, out),
                     (x, y) => out.push((

@@ -60,7 +60,10 @@ impl Manifest {
     pub fn surprising_booleans(&self) -> Vec<(usize, String)> {
         self.retyped
             .values()
-            .filter(|r| r.became == "a boolean" && !["true", "false"].contains(&r.text.to_lowercase().as_str()))
+            .filter(|r| {
+                r.became == "a boolean"
+                    && !["true", "false"].contains(&r.text.to_lowercase().as_str())
+            })
             .map(|r| (r.line, r.text.clone()))
             .collect()
     }
@@ -88,7 +91,8 @@ pub fn manifests_in(text: &str, file: &str) -> Vec<Manifest> {
 }
 
 fn yaml_files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let entries =
+        fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
         if path.is_dir() {
             yaml_files_under(&path, out);

@@ -35,12 +35,16 @@ pub fn metadata_errors(metadata: &Value, namespaced: bool) -> Vec<String> {
     };
     for key in fields.keys() {
         if !["name", "namespace", "labels", "annotations"].contains(&key.as_str()) {
-            errors.push(format!("metadata.{key}: unexpected metadata field in a manifest"));
+            errors.push(format!(
+                "metadata.{key}: unexpected metadata field in a manifest"
+            ));
         }
     }
     match fields.get("name").and_then(Value::as_str) {
         Some(name) if is_dns_subdomain(name) => {}
-        other => errors.push(format!("metadata.name: must be a DNS subdomain, found {other:?}")),
+        other => errors.push(format!(
+            "metadata.name: must be a DNS subdomain, found {other:?}"
+        )),
     }
     if namespaced && fields.get("namespace").and_then(Value::as_str).is_none() {
         errors.push("metadata.namespace: a namespaced resource should say its namespace".into());

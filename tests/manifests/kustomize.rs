@@ -30,7 +30,11 @@ fn kustomize(dir: &Path) -> Vec<Manifest> {
 }
 
 fn identity(m: &Manifest) -> (String, String, String) {
-    (m.kind().to_string(), m.namespace().to_string(), m.name().to_string())
+    (
+        m.kind().to_string(),
+        m.namespace().to_string(),
+        m.name().to_string(),
+    )
 }
 
 /// Every object: valid metadata, none twice, its CRD (when it has one), its plugin configuration.
@@ -61,16 +65,31 @@ fn kustomization_renders_every_resource_in_order_and_each_validates() {
         .filter(|m| m.kind() != "Kiali" && !NOT_OBJECTS.contains(&m.kind()))
         .map(identity)
         .collect();
-    expected.insert(("WasmPlugin".into(), "istio-system".into(), "kiali-header-auth".into()));
+    expected.insert((
+        "WasmPlugin".into(),
+        "istio-system".into(),
+        "kiali-header-auth".into(),
+    ));
     let found: BTreeSet<_> = rendered.iter().map(identity).collect();
     assert_eq!(found, expected);
 
     let kinds: Vec<&str> = rendered.iter().map(Manifest::kind).collect();
     assert_eq!(kinds.first(), Some(&"Namespace"), "{kinds:?}");
-    assert_eq!(kinds.last(), Some(&"WasmPlugin"), "the filter last, once what it calls exists: {kinds:?}");
+    assert_eq!(
+        kinds.last(),
+        Some(&"WasmPlugin"),
+        "the filter last, once what it calls exists: {kinds:?}"
+    );
     let shipped = crate::wasmplugin();
-    let plugin = rendered.iter().find(|m| m.kind() == "WasmPlugin").map(|m| &m.doc);
-    assert_eq!(plugin, Some(&shipped), "the kustomization's defaults are {WASMPLUGIN}'s");
+    let plugin = rendered
+        .iter()
+        .find(|m| m.kind() == "WasmPlugin")
+        .map(|m| &m.doc);
+    assert_eq!(
+        plugin,
+        Some(&shipped),
+        "the kustomization's defaults are {WASMPLUGIN}'s"
+    );
 }
 
 /// An overlay next to the repository that sets the image and digest, as a user would.
@@ -89,20 +108,37 @@ fn overlay_with(url: &str, sha256: &str) -> Vec<Manifest> {
 #[test]
 fn an_overlay_sets_image_and_digest_and_an_unquoted_digest_is_caught() {
     let digest = "9ef414d2d283701b442f176d9a130ee322f9b8801c9fafbff36d2d04ae06c309";
-    let rendered = overlay_with("oci://registry.example:5000/kiali-header-auth:1", &format!("\"{digest}\""));
+    let rendered = overlay_with(
+        "oci://registry.example:5000/kiali-header-auth:1",
+        &format!("\"{digest}\""),
+    );
     let errors = validate_rendered(&rendered);
     assert!(errors.is_empty(), "{errors:#?}");
-    let plugin = rendered.iter().find(|m| m.kind() == "WasmPlugin").expect("the WasmPlugin");
-    assert_eq!(plugin.doc["spec"]["url"], "oci://registry.example:5000/kiali-header-auth:1");
+    let plugin = rendered
+        .iter()
+        .find(|m| m.kind() == "WasmPlugin")
+        .expect("the WasmPlugin");
+    assert_eq!(
+        plugin.doc["spec"]["url"],
+        "oci://registry.example:5000/kiali-header-auth:1"
+    );
     assert_eq!(plugin.doc["spec"]["sha256"], digest);
 
     // An all-digit digest left unquoted in the patch: kustomize itself emits `sha256: 0`.
-    let rendered = overlay_with("oci://registry.example:5000/kiali-header-auth:1", &"0".repeat(64));
-    let plugin = rendered.iter().find(|m| m.kind() == "WasmPlugin").expect("the WasmPlugin");
+    let rendered = overlay_with(
+        "oci://registry.example:5000/kiali-header-auth:1",
+        &"0".repeat(64),
+    );
+    let plugin = rendered
+        .iter()
+        .find(|m| m.kind() == "WasmPlugin")
+        .expect("the WasmPlugin");
     assert_eq!(plugin.doc["spec"]["sha256"], json!(0));
     let errors = validate_rendered(&rendered);
     assert!(
-        errors.iter().any(|e| e.contains("spec.sha256: 0 is not of type \"string\"")),
+        errors
+            .iter()
+            .any(|e| e.contains("spec.sha256: 0 is not of type \"string\"")),
         "{errors:#?}"
     );
 }

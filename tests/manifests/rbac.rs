@@ -552,4 +552,3 @@ fn deploy_network_policy_admits_only_the_authenticating_proxy() {
         );
     }
 }
-

@@ -45,7 +45,9 @@ impl Catalog {
 
     pub fn find(&self, api_version: &str, kind: &str) -> Option<&Crd> {
         let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
-        self.crds.iter().find(|c| c.group == group && c.kind == kind)
+        self.crds
+            .iter()
+            .find(|c| c.group == group && c.kind == kind)
     }
 
     /// `None` when no CRD here describes the document's kind (built-in kinds, Kustomization);
@@ -190,7 +192,8 @@ pub fn strict(schema: &Value) -> Value {
         out.remove("nullable");
     }
     let preserves = fields.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
-    let is_object = fields.get("type") == Some(&json!("object")) || fields.contains_key("properties");
+    let is_object =
+        fields.get("type") == Some(&json!("object")) || fields.contains_key("properties");
     if is_object && !preserves && !fields.contains_key("additionalProperties") {
         out.insert("additionalProperties".into(), json!(false));
     }

@@ -218,7 +218,13 @@ impl Builder {
         }
     }
 
-    fn scalar(&mut self, text: String, style: TScalarStyle, tag: Option<Tag>, line: usize) -> Value {
+    fn scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        tag: Option<Tag>,
+        line: usize,
+    ) -> Value {
         let is_key = matches!(self.stack.last(), Some(Frame::Mapping { key: None, .. }));
         let explicit_string = tag
             .as_ref()
@@ -338,7 +344,10 @@ mod tests {
         let sixty_four_zeros = "0".repeat(64);
         assert_eq!(resolve_plain(&sixty_four_zeros), json!(0));
         let digits = "1234567890".repeat(6) + "1234";
-        assert!(resolve_plain(&digits).is_f64(), "too long for an integer: a float");
+        assert!(
+            resolve_plain(&digits).is_f64(),
+            "too long for an integer: a float"
+        );
     }
 
     #[test]
@@ -363,7 +372,10 @@ mod tests {
 
     #[test]
     fn anchors_merge_keys_and_non_string_keys() {
-        let doc = &documents("base: &b {x: 1, z: 2}\nderived:\n  <<: *b\n  z: 3\non: 1\n", "inline")[0];
+        let doc = &documents(
+            "base: &b {x: 1, z: 2}\nderived:\n  <<: *b\n  z: 3\non: 1\n",
+            "inline",
+        )[0];
         assert_eq!(
             doc.value,
             json!({ "base": { "x": 1, "z": 2 }, "derived": { "x": 1, "z": 3 }, "true": 1 })
