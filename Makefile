@@ -59,9 +59,9 @@ tools: image-tools
 # buildah builds the image without a daemon or container runtime (no RUN step), skopeo reads
 # digests and pushes, docker-registry is the CNCF distribution registry tests/image.rs runs.
 image-tools:
-	@command -v buildah >/dev/null || { apt-get update -qq && apt-get install -y -qq buildah; }
-	@command -v skopeo >/dev/null || { apt-get update -qq && apt-get install -y -qq skopeo; }
-	@command -v docker-registry >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-registry; }
+	@missing=""; for tool in buildah skopeo docker-registry; do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] || { apt-get update -qq && apt-get install -y -qq $$missing; }
 
 e2e: wasm envoy tools
 	ENVOY_BIN=$(ENVOY) cargo test --release --workspace --tests -- --test-threads=2

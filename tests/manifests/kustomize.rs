@@ -71,7 +71,10 @@ fn kustomization_renders_every_resource_in_order_and_each_validates() {
         "kiali-header-auth".into(),
     ));
     let found: BTreeSet<_> = rendered.iter().map(identity).collect();
-    assert_eq!(found, expected);
+    assert_eq!(
+        found, expected,
+        "deploy/kustomization.yaml must list every deploy/*.yaml resource file and the plugin"
+    );
 
     let kinds: Vec<&str> = rendered.iter().map(Manifest::kind).collect();
     assert_eq!(kinds.first(), Some(&"Namespace"), "{kinds:?}");
