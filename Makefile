@@ -14,7 +14,7 @@ PYTHON     ?= python3
 ENVOY      = $$(cat $(ENVOY_STAMP))
 export KHA_WASM = $(WASM)
 
-.PHONY: help toolchain envoy tools wasm run test unit validate e2e bench soak dist image lint clean
+.PHONY: help toolchain envoy tools image-tools wasm run test unit validate e2e bench soak dist image push lint clean
 
 help:
 	@echo "make run    build the filter and start Envoy with it in front of stand-in services"
@@ -22,6 +22,8 @@ help:
 	@echo "make soak   a minute of load with 3-second tokens and failing fetches (CI runs it too)"
 	@echo "make bench  throughput/latency: no filter vs. Lua vs. this filter"
 	@echo "make dist   write the wasm and its sha256 to dist/"
+	@echo "make image  build the OCI image (one layer, plugin.wasm) into $(IMAGE_ARCHIVE), no daemon; print its digest"
+	@echo "make push IMAGE=<registry>/<repo>:<tag> [TLS_VERIFY=false]   push it; print the sha256 to pin"
 
 toolchain:
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
@@ -48,10 +50,18 @@ unit:
 validate: envoy wasm
 	ENVOY_BIN=$(ENVOY) cargo test --release --test config_files
 
-# Real clients the end-to-end tests drive: curl (HTTP/2) and kubectl. Installed where missing.
-tools:
+# Real clients the end-to-end tests drive: curl (HTTP/2), kubectl (and its kustomize), and the
+# image tools below (tests/image.rs pushes through a real registry). Installed where missing.
+tools: image-tools
 	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
+
+# buildah builds the image without a daemon or container runtime (no RUN step), skopeo reads
+# digests and pushes, docker-registry is the CNCF distribution registry tests/image.rs runs.
+image-tools:
+	@missing=""; for tool in buildah skopeo docker-registry; do \
+	  command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	[ -z "$$missing" ] || { apt-get update -qq && apt-get install -y -qq $$missing; }
 
 e2e: wasm envoy tools
 	ENVOY_BIN=$(ENVOY) cargo test --release --workspace --tests -- --test-threads=2
@@ -71,8 +81,36 @@ dist: wasm
 	cd dist && sha256sum kiali_header_auth.wasm > kiali_header_auth.wasm.sha256
 	@cat dist/kiali_header_auth.wasm.sha256
 
-image: dist
-	docker build -t kiali-header-auth:$$(cargo pkgid -p kiali-header-auth | sed 's/.*[#@]//') .
+# The image Istio's WasmPlugin/TrafficExtension pulls (`url: oci://...`): Istio's "compat" layout,
+# one layer holding /plugin.wasm, built like the Dockerfile but with buildah: no daemon, vfs
+# storage in a throw-away directory, timestamps at 0 so the same module gives the same digest.
+# The digest printed is the MANIFEST digest, the value for `sha256`.
+IMAGE_ARCHIVE := dist/kiali-header-auth.oci.tar
+IMAGE_DIGEST  := dist/kiali-header-auth.oci.digest
+IMAGE_REF     := kiali-header-auth:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+TLS_VERIFY    ?= true
+
+image: dist image-tools
+	@storage=$$(mktemp -d) && trap 'rm -rf "$$storage"' EXIT && \
+	buildah="buildah --storage-driver vfs --root $$storage/root --runroot $$storage/run" && \
+	container=$$($$buildah from scratch) && \
+	$$buildah copy --quiet $$container dist/kiali_header_auth.wasm /plugin.wasm && \
+	$$buildah commit --quiet --format oci --timestamp 0 --rm $$container $(IMAGE_REF) >/dev/null && \
+	rm -f $(IMAGE_ARCHIVE) && \
+	$$buildah push --quiet $(IMAGE_REF) oci-archive:$(IMAGE_ARCHIVE):$(IMAGE_REF)
+	@skopeo inspect --format '{{.Digest}}' oci-archive:$(IMAGE_ARCHIVE) > $(IMAGE_DIGEST)
+	@echo "image $(IMAGE_REF) written to $(IMAGE_ARCHIVE)"
+	@echo "manifest digest: $$(cat $(IMAGE_DIGEST))"
+
+# Pushes the archive `make image` wrote, byte for byte (same manifest digest), and prints the two
+# lines to paste into deploy/istio/wasmplugin.yaml (or the patch in deploy/kustomization.yaml).
+push: image
+	@[ -n "$(IMAGE)" ] || { echo "usage: make push IMAGE=<registry>/<repository>:<tag> [TLS_VERIFY=false for a plain-HTTP registry]"; exit 2; }
+	skopeo copy --quiet --dest-tls-verify=$(TLS_VERIFY) --digestfile dist/pushed.digest \
+	  oci-archive:$(IMAGE_ARCHIVE) docker://$(IMAGE)
+	@echo "pushed $(IMAGE) $$(cat dist/pushed.digest)"
+	@echo "  url: oci://$(IMAGE)"
+	@echo "  sha256: \"$$(sed 's/^sha256://' dist/pushed.digest)\""
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings

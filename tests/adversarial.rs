@@ -82,7 +82,7 @@ fn large_values() {
 fn hostile_group_lists() {
     let (upstream, envoy) = envoy_with(OAUTH2_PROXY, 1);
     let ok = |groups: &[u8]| {
-        ClientRequest::get("/").header("X-Forwarded-User", "alice").header("X-Forwarded-Groups", groups.to_vec())
+        ClientRequest::get("/").header("X-Forwarded-User", "alice").header("X-Forwarded-Groups", groups)
     };
     assert_eq!(send(&envoy, &ok(" a , b ,, ,c,a".as_bytes())).status, 200);
     assert_eq!(text_values(&upstream.last().unwrap(), "impersonate-group"), vec!["a", "b", "c"]);

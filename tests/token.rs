@@ -305,17 +305,15 @@ fn oauth2_client_credentials_source() {
     let tokens = TokenService::start();
     tokens.set_oauth_client("kiali-impersonator", "s3cret:with/odd chars");
     let upstream = EchoUpstream::start();
-    let plugin = format!(
-        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{"type":"oauth2_client_credentials",
+    let plugin = r#"{"identity":{"preset":"oauth2-proxy"},"token_source":{"type":"oauth2_client_credentials",
             "cluster":"idp","authority":"idp.example","token_path":"/oauth2/token",
             "client_id":"kiali-impersonator","client_secret_env":"CLIENT_SECRET","scope":"k8s",
-            "audience":"kubernetes"}}}}"#
-    );
+            "audience":"kubernetes"}}"#;
     let config = EnvoyConfig::proxy(upstream.addr())
         .concurrency(2)
         .token_cluster("idp", tokens.addr())
         .filter(Filter::Wasm {
-            plugin_config: plugin,
+            plugin_config: plugin.to_string(),
             vm_env: vec![("CLIENT_SECRET".to_string(), "s3cret:with/odd chars".to_string())],
             fail_open: false,
         });

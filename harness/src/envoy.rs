@@ -2,7 +2,7 @@
 //! and kills Envoy on Drop.
 
 use crate::client::{self, ClientRequest};
-use crate::http1::Response;
+use crate::message::Response;
 use crate::paths;
 use crate::ports::free_port;
 use std::collections::BTreeMap;

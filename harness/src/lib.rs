@@ -1,15 +1,13 @@
 //! Native end-to-end test harness for the kiali-header-auth Proxy-Wasm filter.
 //!
-//! Everything binds 127.0.0.1, runs on std threads with bounded loops and stops on Drop.
-//! See `docs/HARNESS_SPEC.md`.
+//! Everything binds 127.0.0.1 and stops on Drop. See `docs/HARNESS_SPEC.md`.
 
 pub mod bench;
 pub mod bootstrap_token;
 pub mod client;
 pub mod demo;
-pub mod encoding;
 pub mod envoy;
-pub mod http1;
+pub mod message;
 pub mod paths;
 pub mod ports;
 pub mod server;
@@ -18,8 +16,11 @@ pub mod time;
 pub mod token_service;
 pub mod upstream;
 
+/// The former name of [`message`], kept for tests written against it.
+pub use message as http1;
+
 pub use client::{ClientRequest, Connection};
 pub use envoy::{Envoy, EnvoyConfig, Filter, Route};
-pub use http1::{RawRequest, Response};
+pub use message::{RawRequest, Response};
 pub use token_service::{Behavior, IssuedToken, TokenService};
 pub use upstream::EchoUpstream;

@@ -1,21 +1,32 @@
-//! A tiny threaded HTTP/1.1 server used by the stand-ins.
+//! The HTTP/1.1 server under the stand-ins: hyper's server on a current-thread tokio runtime
+//! that runs on one std thread per server.
 //!
-//! Binds 127.0.0.1, one thread per connection (at most [`MAX_CONNECTIONS`]), bounded
-//! keep-alive loops, 30 s read timeout. Dropping the server sets a stop flag, pokes the
-//! listener, shuts every open connection down and joins all threads.
+//! Why hyper: it is the most used HTTP implementation in Rust, it hands header values over as
+//! bytes (non-UTF-8 included) and keeps every line of a repeated header, which is what the
+//! stand-ins must record. The handlers are `async` so that a token service told to hang or
+//! to delay only parks its own request. Dropping the server stops the accept loop and drops
+//! the runtime, which closes every open connection (a hanging request included).
 
-use crate::http1::{self, Reader, RawRequest};
-use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use crate::message::RawRequest;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+use tokio::sync::oneshot;
 
-/// Maximum number of simultaneously open connections per server.
-pub const MAX_CONNECTIONS: usize = 512;
-/// Read timeout on server connections.
+/// Largest request body a stand-in accepts; a larger one is answered with 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Most header lines a stand-in reads in one request (hyper's default is 100).
+pub const MAX_HEADERS: usize = 1000;
+/// How long a connection may take to send a request head.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a handler wants done with a request.
@@ -40,20 +51,14 @@ impl Reply {
     }
 }
 
-/// Handler: request and the server's stop flag (for handlers that wait).
-pub type Handler = Arc<dyn Fn(&RawRequest, &AtomicBool) -> Reply + Send + Sync>;
-
-#[derive(Default)]
-struct Conns {
-    streams: Vec<(u64, TcpStream)>,
-    threads: Vec<JoinHandle<()>>,
-}
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+/// Handler: the whole request (body read) to the reply.
+pub type Handler = Arc<dyn Fn(RawRequest) -> ReplyFuture + Send + Sync>;
 
 pub struct Server {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Conns>>,
-    accept: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -64,178 +69,109 @@ impl Server {
 
     /// Binds `addr`; only the docker-compose stand-ins bind anything but 127.0.0.1.
     pub fn start_at(addr: SocketAddr, handler: Handler) -> io::Result<Server> {
-        let listener = TcpListener::bind(addr)?;
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Conns>> = Arc::default();
-        let accept = {
-            let stop = stop.clone();
-            let conns = conns.clone();
-            std::thread::Builder::new()
-                .name(format!("http-accept-{}", addr.port()))
-                .spawn(move || accept_loop(listener, stop, conns, handler))?
-        };
-        Ok(Server { addr, stop, conns, accept: Some(accept) })
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("http-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(accept_loop(listener, handler, stopped));
+                // Dropping the runtime drops every connection task, which closes its socket.
+                drop(runtime);
+            })?;
+        Ok(Server { addr, stop: Some(stop), thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-
-    pub fn stop_flag(&self) -> &Arc<AtomicBool> {
-        &self.stop
-    }
-
-    /// Number of currently open connections.
-    pub fn open_connections(&self) -> usize {
-        lock(&self.conns).streams.len()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn accept_loop(listener: TcpListener, stop: Arc<AtomicBool>, conns: Arc<Mutex<Conns>>, handler: Handler) {
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    while !stop.load(Ordering::SeqCst) {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            }
-        };
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let mut c = lock(&conns);
-        c.threads.retain(|t| !t.is_finished());
-        if c.streams.len() >= MAX_CONNECTIONS {
-            drop(c);
-            let _ = stream.shutdown(Shutdown::Both);
-            continue;
-        }
-        let Ok(clone) = stream.try_clone() else { continue };
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        c.streams.push((id, clone));
-        let (stop2, conns2, handler2) = (stop.clone(), conns.clone(), handler.clone());
-        let spawned = std::thread::Builder::new().name("http-conn".into()).spawn(move || {
-            serve_connection(stream, &stop2, &handler2);
-            lock(&conns2).streams.retain(|(i, _)| *i != id);
-        });
-        match spawned {
-            Ok(t) => c.threads.push(t),
-            Err(_) => {
-                if let Some(pos) = c.streams.iter().position(|(i, _)| *i == id) {
-                    let (_, s) = c.streams.remove(pos);
-                    let _ = s.shutdown(Shutdown::Both);
-                }
-            }
-        }
-    }
-}
-
-fn serve_connection(stream: TcpStream, stop: &AtomicBool, handler: &Handler) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_write_timeout(Some(READ_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else { return };
-    let mut reader = Reader::new(stream);
-    for _ in 0..http1::MAX_REQUESTS_PER_CONNECTION {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let head = match reader.read_head(http1::MAX_HEAD) {
-            Ok(Some(h)) => h,
-            Ok(None) => break,
-            Err(e) => {
-                if e.kind() == io::ErrorKind::InvalidData {
-                    let _ = http1::write_response(&mut writer, 400, &[], b"bad request\n", true);
-                }
-                break;
-            }
-        };
-        let head = match http1::parse_request_head(&head) {
-            Ok(h) => h,
-            Err(_) => {
-                let _ = http1::write_response(&mut writer, 400, &[], b"bad request\n", true);
-                break;
-            }
-        };
-        if head.expect_continue && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-            break;
-        }
-        let body = match http1::read_request_body(&mut reader, &head, http1::MAX_BODY) {
-            Ok(b) => b,
-            Err(e) => {
-                if e.kind() == io::ErrorKind::InvalidData {
-                    let _ = http1::write_response(&mut writer, 413, &[], b"bad or oversized body\n", true);
-                }
-                break;
-            }
-        };
-        let req = RawRequest {
-            method: head.method,
-            path: head.path,
-            headers: head.headers,
-            body,
-            received_at: std::time::SystemTime::now(),
-        };
-        let reply = catch_unwind(AssertUnwindSafe(|| handler(&req, stop))).unwrap_or(Reply::Respond {
-            status: 500,
-            headers: vec![],
-            body: b"handler panicked\n".to_vec(),
-        });
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        match reply {
-            Reply::Close => break,
-            Reply::Respond { status, headers, body } => {
-                let close = !head.keep_alive;
-                if http1::write_response(&mut writer, status, &headers, &body, close).is_err() || close {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = writer.shutdown(Shutdown::Both);
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Poke the blocking accept().
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-        let threads = {
-            let mut c = lock(&self.conns);
-            for (_, s) in &c.streams {
-                let _ = s.shutdown(Shutdown::Both);
-            }
-            std::mem::take(&mut c.threads)
-        };
-        for t in threads {
-            let _ = t.join();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
 
-/// Sleeps up to `total`, in small steps, returning early (false) if `stop` is set or
-/// `keep_going` returns false. Returns true if the full time elapsed.
-pub fn interruptible_sleep(total: Duration, stop: &AtomicBool, keep_going: impl Fn() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + total;
+async fn accept_loop(listener: std::net::TcpListener, handler: Handler, mut stopped: oneshot::Receiver<()>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
     loop {
-        if stop.load(Ordering::SeqCst) || !keep_going() {
-            return false;
-        }
-        let now = std::time::Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
+        let stream = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| respond(request, handler.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT)
+                // Envoy forwards more header lines than it accepts (groups the filter adds).
+                .max_headers(MAX_HEADERS)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
+}
+
+/// Returned to hyper to close the connection without a response.
+fn close_connection() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "stand-in closes the connection without answering")
+}
+
+async fn respond(request: hyper::Request<Incoming>, handler: Handler) -> io::Result<hyper::Response<Full<Bytes>>> {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes().to_vec(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return Ok(response(413, vec![], format!("request body larger than {MAX_BODY} bytes\n").into_bytes()));
+        }
+        // The peer closed or sent a malformed body: nobody to answer.
+        Err(_) => return Err(close_connection()),
+    };
+    let recorded = RawRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().as_bytes().to_vec(), value.as_bytes().to_vec()))
+            .collect(),
+        body,
+        received_at: SystemTime::now(),
+    };
+    match handler(recorded).await {
+        Reply::Respond { status, headers, body } => Ok(response(status, headers, body)),
+        Reply::Close => Err(close_connection()),
+    }
+}
+
+fn response(status: u16, headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        // Handlers only set names and values they wrote themselves; a bad one is a harness bug.
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(&value)) {
+            (Ok(name), Ok(value)) => {
+                response.headers_mut().append(name, value);
+            }
+            _ => panic!("stand-in reply header {name:?} is not a valid HTTP header"),
+        }
+    }
+    response
 }

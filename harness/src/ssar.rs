@@ -3,7 +3,7 @@
 //! ServiceAccount), or with an error status. Reviews are recorded here, apart from the token
 //! service's request log, so tests that count token requests are not disturbed.
 
-use crate::http1::RawRequest;
+use crate::message::RawRequest;
 use crate::server::Reply;
 use crate::token_service::k8s_status;
 use serde_json::{json, Value};

@@ -5,19 +5,19 @@
 //! Processing order for a token route: record the request -> `fail_every_nth` ->
 //! behaviour pre-phase (`Hang`, `CloseConnection`, `Status`, `Delay`) -> client
 //! authentication (bearer / HTTP Basic) -> request validation -> issue (shaped by
-//! `Issue`/`Delay`/`Garbage`/`NoExpiry`/`PastExpiry`).
+//! `Issue`/`Delay`/`Garbage`/`NoExpiry`/`PastExpiry`). Endpoints are one `match` in [`route`].
 
-use crate::encoding;
-use crate::http1::RawRequest;
-use crate::server::{interruptible_sleep, Reply, Server};
+use crate::message::RawRequest;
+use crate::server::{Reply, Server};
 use crate::ssar::SelfSubjectAccessReviews;
 use crate::time::{rfc3339, truncate_to_seconds, unix_seconds};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -137,12 +137,6 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Route {
-    TokenRequest,
-    OAuth2,
-}
-
 impl TokenService {
     /// Starts on a free port of 127.0.0.1. Panics if it cannot bind.
     pub fn start() -> TokenService {
@@ -158,7 +152,7 @@ impl TokenService {
     pub fn start_at(addr: SocketAddr) -> io::Result<TokenService> {
         let state: Arc<Mutex<State>> = Arc::default();
         let st = state.clone();
-        let server = Server::start_at(addr, Arc::new(move |req: &RawRequest, stop: &AtomicBool| handle(&st, req, stop)))?;
+        let server = Server::start_at(addr, Arc::new(move |req: RawRequest| Box::pin(handle(st.clone(), req))))?;
         Ok(TokenService { server, state })
     }
 
@@ -256,115 +250,140 @@ impl TokenService {
     }
 }
 
-fn handle(state: &Mutex<State>, req: &RawRequest, stop: &AtomicBool) -> Reply {
+/// The endpoints the service answers on (all `POST`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Endpoint {
+    TokenRequest { namespace: String, service_account: String },
+    OAuth2,
+}
+
+enum Route {
+    Endpoint(Endpoint),
+    /// A known endpoint asked with another method than `POST`.
+    MethodNotAllowed(Endpoint),
+    NotFound,
+}
+
+/// Which endpoint a request is for. A new endpoint is one line here and one in [`answer`].
+fn route(req: &RawRequest) -> Route {
+    let segments: Vec<&str> = req.path_only().split('/').collect();
+    let endpoint = match segments.as_slice() {
+        ["", "api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"] if !ns.is_empty() && !sa.is_empty() => {
+            Endpoint::TokenRequest { namespace: ns.to_string(), service_account: sa.to_string() }
+        }
+        ["", "oauth2", "token"] => Endpoint::OAuth2,
+        _ => return Route::NotFound,
+    };
+    match req.method.as_str() {
+        "POST" => Route::Endpoint(endpoint),
+        _ => Route::MethodNotAllowed(endpoint),
+    }
+}
+
+/// An error in the endpoint's own shape: a Kubernetes `Status` object, or an OAuth2 error.
+fn error_reply(endpoint: &Endpoint, code: u16, k8s_reason: &str, oauth_error: &str, message: &str) -> Reply {
+    match endpoint {
+        Endpoint::OAuth2 => Reply::json(code, &json!({"error": oauth_error, "error_description": message})),
+        Endpoint::TokenRequest { .. } => Reply::json(code, &k8s_status(code, k8s_reason, message)),
+    }
+}
+
+async fn handle(state: Arc<Mutex<State>>, req: RawRequest) -> Reply {
+    // Reviews are answered apart: not recorded in `requests`, no injected failures.
     if req.path_only() == crate::ssar::REVIEW_PATH {
-        let bearer = bearer_of(req);
+        let bearer = authorization(&req, "bearer");
         let (reviews, valid) = {
-            let s = lock(state);
+            let s = lock(&state);
             let now = SystemTime::now();
             let valid = bearer.as_deref().is_some_and(|b| {
                 s.issued.iter().any(|t| t.token == b && truncate_to_seconds(t.issued_at) <= now && now < t.expires_at)
             });
             (s.reviews.clone(), valid)
         };
-        return reviews.answer(req, bearer, valid);
+        return reviews.answer(&req, bearer, valid);
     }
-    let (route, ns_sa) = {
-        let segs: Vec<&str> = req.path_only().split('/').collect();
-        match segs.as_slice() {
-            ["", "api", "v1", "namespaces", ns, "serviceaccounts", sa, "token"] if !ns.is_empty() && !sa.is_empty() => {
-                (Some(Route::TokenRequest), Some((ns.to_string(), sa.to_string())))
-            }
-            ["", "oauth2", "token"] => (Some(Route::OAuth2), None),
-            _ => (None, None),
-        }
-    };
+    let route = route(&req);
     let fail_now = {
-        let mut s = lock(state);
+        let mut s = lock(&state);
         s.requests.push(req.clone());
-        if route.is_some() {
+        if matches!(route, Route::NotFound) {
+            false
+        } else {
             s.nth_counter += 1;
             s.fail_every_nth.is_some_and(|n| s.nth_counter.is_multiple_of(u64::from(n)))
-        } else {
-            false
         }
     };
-    let Some(route) = route else {
-        return Reply::json(404, &k8s_status(404, "NotFound", &format!("the server could not find the requested resource ({})", req.path_only())));
+    let endpoint = match route {
+        Route::NotFound => {
+            let message = format!("the server could not find the requested resource ({})", req.path_only());
+            return Reply::json(404, &k8s_status(404, "NotFound", &message));
+        }
+        Route::MethodNotAllowed(endpoint) => {
+            let message = format!("the server does not allow this method on the requested resource ({})", req.method);
+            return error_reply(&endpoint, 405, "MethodNotAllowed", "invalid_request", &message);
+        }
+        Route::Endpoint(endpoint) if fail_now => {
+            let message = "Internal error occurred: injected failure (fail_every_nth)";
+            return error_reply(&endpoint, 500, "InternalError", "server_error", message);
+        }
+        Route::Endpoint(endpoint) => endpoint,
     };
-    if req.method != "POST" {
-        let msg = format!("the server does not allow this method on the requested resource ({})", req.method);
-        return match route {
-            Route::TokenRequest => Reply::json(405, &k8s_status(405, "MethodNotAllowed", &msg)),
-            Route::OAuth2 => Reply::json(405, &json!({"error": "invalid_request", "error_description": msg})),
-        };
+    match behavior_pre_phase(&state, &endpoint).await {
+        Ok(behavior) => answer(&state, &req, &behavior, endpoint),
+        Err(reply) => reply,
     }
-    if fail_now {
-        return match route {
-            Route::TokenRequest => Reply::json(
-                500,
-                &k8s_status(500, "InternalError", "Internal error occurred: injected failure (fail_every_nth)"),
-            ),
-            Route::OAuth2 => Reply::json(500, &json!({"error": "server_error", "error_description": "injected failure (fail_every_nth)"})),
-        };
-    }
+}
 
-    // Behaviour pre-phase.
+fn answer(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, endpoint: Endpoint) -> Reply {
+    match endpoint {
+        Endpoint::TokenRequest { namespace, service_account } => token_request(state, req, behavior, &namespace, &service_account),
+        Endpoint::OAuth2 => oauth2(state, req, behavior),
+    }
+}
+
+/// Applies the behaviours that decide before the request is looked at: hang, close, fail,
+/// delay. `Ok` carries the behaviour that shapes the answer.
+async fn behavior_pre_phase(state: &Mutex<State>, endpoint: &Endpoint) -> Result<Behavior, Reply> {
     let started = Instant::now();
-    let lifetime: Option<Duration>;
-    let behavior = loop {
+    loop {
         let (behavior, generation) = {
             let s = lock(state);
             (s.behavior.clone(), s.behavior_generation)
         };
         match behavior {
             Behavior::Hang => {
-                let remaining = MAX_HANG.saturating_sub(started.elapsed());
-                let changed = !interruptible_sleep(remaining, stop, || lock(state).behavior_generation == generation);
-                if stop.load(Ordering::SeqCst) || !changed {
-                    return Reply::Close;
+                // Until the behaviour changes (then the new one answers) or MAX_HANG passes.
+                // Stopping the service drops this future with the connection.
+                while lock(state).behavior_generation == generation {
+                    if started.elapsed() >= MAX_HANG {
+                        return Err(Reply::Close);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                continue; // behaviour changed: answer with the new one
             }
-            Behavior::CloseConnection => return Reply::Close,
-            Behavior::Status { code, reason, message } => {
-                return match route {
-                    Route::TokenRequest => Reply::json(code, &k8s_status(code, &reason, &message)),
-                    Route::OAuth2 => Reply::json(code, &json!({"error": reason, "error_description": message})),
-                };
+            Behavior::CloseConnection => return Err(Reply::Close),
+            Behavior::Status { code, reason, message } => return Err(error_reply(endpoint, code, &reason, &reason, &message)),
+            Behavior::Delay { delay, .. } => {
+                tokio::time::sleep(delay).await;
+                return Ok(behavior);
             }
-            Behavior::Delay { delay, lifetime: l } => {
-                if !interruptible_sleep(delay, stop, || true) {
-                    return Reply::Close;
-                }
-                lifetime = Some(l);
-                break Behavior::Delay { delay, lifetime: l };
-            }
-            Behavior::Issue { lifetime: l } => {
-                lifetime = Some(l);
-                break behavior;
-            }
-            other => {
-                lifetime = None;
-                break other;
-            }
+            other => return Ok(other),
         }
-    };
-    match route {
-        Route::TokenRequest => {
-            let (ns, sa) = ns_sa.unwrap_or_default();
-            token_request(state, req, &behavior, lifetime, &ns, &sa)
-        }
-        Route::OAuth2 => oauth2(state, req, &behavior, lifetime),
     }
 }
 
-/// Token lifetime and whether the expiry is written, for a success-shaped behaviour.
-fn expiry_for(behavior: &Behavior, lifetime: Option<Duration>, now: SystemTime) -> SystemTime {
+/// The expiry written in a success-shaped answer.
+fn expiry_for(behavior: &Behavior, now: SystemTime) -> SystemTime {
     match behavior {
         Behavior::PastExpiry => truncate_to_seconds(now - Duration::from_secs(3600)),
-        Behavior::NoExpiry => truncate_to_seconds(now + DEFAULT_LIFETIME),
-        _ => truncate_to_seconds(now + lifetime.unwrap_or(DEFAULT_LIFETIME)),
+        _ => truncate_to_seconds(now + lifetime_of(behavior)),
+    }
+}
+
+fn lifetime_of(behavior: &Behavior) -> Duration {
+    match behavior {
+        Behavior::Issue { lifetime } | Behavior::Delay { lifetime, .. } => *lifetime,
+        _ => DEFAULT_LIFETIME,
     }
 }
 
@@ -405,23 +424,20 @@ fn new_token(s: &mut State, subject: &str, audiences: &[String], now: SystemTime
         "exp": unix_seconds(expires),
         "jti": id,
     });
-    let mut sig = Vec::with_capacity(32);
-    for _ in 0..4 {
-        sig.extend_from_slice(&random_u64().to_le_bytes());
-    }
+    let signature: Vec<u8> = (0..4).flat_map(|_| random_u64().to_le_bytes()).collect();
     format!(
         "{}.{}.{}",
-        encoding::base64url_encode(header.to_string().as_bytes()),
-        encoding::base64url_encode(payload.to_string().as_bytes()),
-        encoding::base64url_encode(&sig)
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(payload.to_string()),
+        URL_SAFE_NO_PAD.encode(signature)
     )
 }
 
-fn bearer_of(req: &RawRequest) -> Option<String> {
-    let v = req.header_str("authorization")?;
-    let v = v.trim();
-    let (scheme, rest) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_string())
+/// The credentials after `<scheme> ` in `Authorization`, if the scheme matches.
+fn authorization(req: &RawRequest, scheme: &str) -> Option<String> {
+    let value = req.header_str("authorization")?;
+    let (given, rest) = value.trim().split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim().to_string())
 }
 
 fn validate_token_request(req: &RawRequest) -> Result<(Value, Vec<String>), String> {
@@ -433,14 +449,10 @@ fn validate_token_request(req: &RawRequest) -> Result<(Value, Vec<String>), Stri
         return Err("kind must be TokenRequest".into());
     }
     let spec = v.get("spec").filter(|s| s.is_object()).ok_or("spec is required")?;
-    let auds = spec
+    let audiences: Vec<String> = spec
         .get("audiences")
         .and_then(Value::as_array)
-        .ok_or("spec.audiences must be a list of strings")?;
-    let audiences: Vec<String> = auds
-        .iter()
-        .map(|a| a.as_str().map(str::to_string))
-        .collect::<Option<_>>()
+        .and_then(|list| list.iter().map(|a| a.as_str().map(str::to_string)).collect())
         .ok_or("spec.audiences must be a list of strings")?;
     match spec.get("expirationSeconds").and_then(Value::as_u64) {
         Some(n) if n > 0 => {}
@@ -449,21 +461,21 @@ fn validate_token_request(req: &RawRequest) -> Result<(Value, Vec<String>), Stri
     Ok((spec.clone(), audiences))
 }
 
-fn json_reply(status: u16, body: Vec<u8>) -> Reply {
+fn json_reply(status: u16, body: Vec<u8>, cache_control: &str) -> Reply {
     Reply::Respond {
         status,
         headers: vec![
             ("content-type".into(), b"application/json".to_vec()),
-            ("cache-control".into(), b"no-cache, private".to_vec()),
+            ("cache-control".into(), cache_control.as_bytes().to_vec()),
         ],
         body,
     }
 }
 
-fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, lifetime: Option<Duration>, ns: &str, sa: &str) -> Reply {
+fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, ns: &str, sa: &str) -> Reply {
     let required = lock(state).required_bearer.clone();
     if let Some(required) = required {
-        if bearer_of(req).as_deref() != Some(required.as_str()) {
+        if authorization(req, "bearer").as_deref() != Some(required.as_str()) {
             return Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"));
         }
     }
@@ -472,10 +484,10 @@ fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, li
         Err(msg) => return Reply::json(400, &k8s_status(400, "BadRequest", &msg)),
     };
     if *behavior == Behavior::Garbage {
-        return json_reply(201, b"{not json".to_vec());
+        return json_reply(201, b"{not json".to_vec(), "no-cache, private");
     }
     let now = SystemTime::now();
-    let expires = expiry_for(behavior, lifetime, now);
+    let expires = expiry_for(behavior, now);
     let subject = format!("system:serviceaccount:{ns}:{sa}");
     let token = issue_token(&mut lock(state), subject, audiences, TokenSource::TokenRequest, now, expires);
     let mut status = json!({ "token": token });
@@ -489,41 +501,32 @@ fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, li
         "spec": spec,
         "status": status,
     });
-    json_reply(201, serde_json::to_vec(&body).unwrap_or_default())
+    json_reply(201, serde_json::to_vec(&body).unwrap_or_default(), "no-cache, private")
 }
 
 fn oauth_error(status: u16, error: &str) -> Reply {
     let mut r = Reply::json(status, &json!({ "error": error }));
-    if status == 401 {
-        if let Reply::Respond { headers, .. } = &mut r {
-            headers.push(("www-authenticate".into(), b"Basic realm=\"kha-token-service\"".to_vec()));
-        }
+    if let (401, Reply::Respond { headers, .. }) = (status, &mut r) {
+        headers.push(("www-authenticate".into(), b"Basic realm=\"kha-token-service\"".to_vec()));
     }
     r
 }
 
 fn basic_credentials(req: &RawRequest) -> Option<(String, String)> {
-    let v = req.header_str("authorization")?;
-    let (scheme, rest) = v.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = encoding::base64_decode(rest.trim())?;
-    let s = String::from_utf8(decoded).ok()?;
-    let (id, secret) = s.split_once(':')?;
+    let decoded = STANDARD.decode(authorization(req, "basic")?).ok()?;
+    let (id, secret) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
     // RFC 6749 section 2.3.1: id and secret are form-urlencoded before Basic encoding.
-    Some((encoding::form_decode(id), encoding::form_decode(secret)))
+    let form_decode = |s: &str| form_urlencoded::parse(format!("v={s}").as_bytes()).map(|(_, v)| v.into_owned()).next();
+    Some((form_decode(id)?, form_decode(secret)?))
 }
 
-fn oauth2(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, lifetime: Option<Duration>) -> Reply {
-    let form = encoding::parse_form(&req.body);
+fn oauth2(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior) -> Reply {
+    let form: Vec<(String, String)> = form_urlencoded::parse(&req.body).into_owned().collect();
     let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let presented = basic_credentials(req).or_else(|| Some((field("client_id")?, field("client_secret")?)));
     let expected = lock(state).oauth_client.clone();
-    if let Some(expected) = &expected {
-        if presented.as_ref() != Some(expected) {
-            return oauth_error(401, "invalid_client");
-        }
+    if expected.is_some() && presented != expected {
+        return oauth_error(401, "invalid_client");
     }
     match field("grant_type").as_deref() {
         None | Some("") => return oauth_error(400, "invalid_request"),
@@ -531,23 +534,18 @@ fn oauth2(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, lifetime:
         Some(_) => return oauth_error(400, "unsupported_grant_type"),
     }
     if *behavior == Behavior::Garbage {
-        return json_reply(200, b"{not json".to_vec());
+        return json_reply(200, b"{not json".to_vec(), "no-store");
     }
     let subject = presented.map(|(id, _)| id).or_else(|| field("client_id")).unwrap_or_else(|| "anonymous".into());
     let audiences: Vec<String> = form.iter().filter(|(k, _)| k == "audience").map(|(_, v)| v.clone()).collect();
     let now = SystemTime::now();
-    let expires = expiry_for(behavior, lifetime, now);
+    let expires = expiry_for(behavior, now);
     let token = issue_token(&mut lock(state), subject, audiences, TokenSource::OAuth2, now, expires);
     let mut body = json!({ "access_token": token, "token_type": "Bearer" });
     match behavior {
         Behavior::NoExpiry => {}
         Behavior::PastExpiry => body["expires_in"] = json!(0),
-        _ => body["expires_in"] = json!(lifetime.unwrap_or(DEFAULT_LIFETIME).as_secs()),
+        _ => body["expires_in"] = json!(lifetime_of(behavior).as_secs()),
     }
-    let mut r = json_reply(200, serde_json::to_vec(&body).unwrap_or_default());
-    if let Reply::Respond { headers, .. } = &mut r {
-        headers.retain(|(n, _)| n != "cache-control");
-        headers.push(("cache-control".into(), b"no-store".to_vec()));
-    }
-    r
+    json_reply(200, serde_json::to_vec(&body).unwrap_or_default(), "no-store")
 }

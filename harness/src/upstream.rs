@@ -1,23 +1,27 @@
 //! `EchoUpstream`: stand-in for Kiali. Records every request and echoes it back as JSON.
 
-use crate::http1::RawRequest;
+use crate::message::RawRequest;
 use crate::server::{Reply, Server};
 use serde_json::json;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
+
+type Watchers = Arc<Mutex<Vec<Sender<RawRequest>>>>;
 
 pub struct EchoUpstream {
     // Declared first so it is dropped (threads joined) before the recording.
     server: Server,
     requests: Arc<Mutex<Vec<RawRequest>>>,
     keep_at_most: Arc<AtomicUsize>,
+    watchers: Watchers,
 }
 
 /// The JSON body the upstream answers with for `req`:
 /// `{"method":..,"path":..,"headers":[[name, value],...]}` (keys in that order; names as
-/// received, values lossily decoded as UTF-8).
+/// received, i.e. lowercase; values lossily decoded as UTF-8).
 pub fn echo_body(req: &RawRequest) -> String {
     let headers: Vec<serde_json::Value> = req
         .headers
@@ -47,31 +51,34 @@ impl EchoUpstream {
     pub fn start_at(addr: SocketAddr) -> io::Result<EchoUpstream> {
         let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
         let keep_at_most = Arc::new(AtomicUsize::new(usize::MAX));
-        let rec = requests.clone();
-        let limit = keep_at_most.clone();
+        let watchers: Watchers = Arc::default();
+        let (rec, limit, watching) = (requests.clone(), keep_at_most.clone(), watchers.clone());
         let server = Server::start_at(
             addr,
-            Arc::new(move |req: &RawRequest, _stop: &std::sync::atomic::AtomicBool| {
+            Arc::new(move |req: RawRequest| {
+                let reply = Reply::Respond {
+                    status: 200,
+                    headers: vec![("content-type".into(), b"application/json".to_vec())],
+                    body: echo_body(&req).into_bytes(),
+                };
+                watching.lock().unwrap_or_else(|e| e.into_inner()).retain(|w| w.send(req.clone()).is_ok());
                 let mut recorded = rec.lock().unwrap_or_else(|e| e.into_inner());
-                recorded.push(req.clone());
+                recorded.push(req);
                 let limit = limit.load(Ordering::Relaxed);
                 if recorded.len() > limit {
                     // Drop the oldest half at once, so trimming stays cheap under load.
                     let excess = recorded.len() - limit / 2;
                     recorded.drain(..excess);
                 }
-                Reply::Respond {
-                    status: 200,
-                    headers: vec![("content-type".into(), b"application/json".to_vec())],
-                    body: echo_body(req).into_bytes(),
-                }
+                Box::pin(std::future::ready(reply))
             }),
         )?;
-        Ok(EchoUpstream {
-            server,
-            requests,
-            keep_at_most,
-        })
+        Ok(EchoUpstream { server, requests, keep_at_most, watchers })
+    }
+
+    /// Every request received from now on is also sent to `watcher` (the demo prints them).
+    pub fn watch(&self, watcher: Sender<RawRequest>) {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner()).push(watcher);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -136,12 +143,12 @@ mod tests {
         .unwrap();
         assert_eq!(resp.status, 200);
         assert_eq!(resp.header("content-type").as_deref(), Some("application/json"));
-        assert!(resp.text().starts_with(r#"{"method":"GET","path":"/api/x?y=1","headers":[["Host","localhost"],"#), "{}", resp.text());
+        assert!(resp.text().starts_with(r#"{"method":"GET","path":"/api/x?y=1","headers":[["host","localhost"],"#), "{}", resp.text());
         let v = resp.json();
         assert_eq!(v["method"], "GET");
         assert_eq!(v["path"], "/api/x?y=1");
-        assert_eq!(v["headers"][1], json!(["Impersonate-Group", "a"]));
-        assert_eq!(v["headers"][2], json!(["IMPERSONATE-GROUP", "b"]));
+        assert_eq!(v["headers"][1], json!(["impersonate-group", "a"]));
+        assert_eq!(v["headers"][2], json!(["impersonate-group", "b"]));
         assert_eq!(v["headers"][3][1], "\u{FFFD}(\u{FFFD}");
         let reqs = up.requests();
         assert_eq!(reqs.len(), 1);

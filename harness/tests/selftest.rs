@@ -6,7 +6,9 @@ use harness::envoy::{self, Envoy, EnvoyConfig, Filter, Route};
 use harness::time::{parse_rfc3339, rfc3339};
 use harness::token_service::{token_request_body, token_request_path, Behavior, TokenService, TokenSource};
 use harness::upstream::EchoUpstream;
-use harness::{encoding, ports};
+use harness::ports;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -326,19 +328,20 @@ fn token_service_behaviors() {
     ts.set_behavior(Behavior::Hang);
     let addr = ts.addr();
     let waiter = std::thread::spawn(move || {
-        let t0 = Instant::now();
         let r = client::send(
             addr,
             &ClientRequest::post(&token_request_path("a", "b")).body(good_body().to_string()).timeout(Duration::from_secs(10)),
         );
-        (r, t0.elapsed())
+        (r, Instant::now())
     });
     std::thread::sleep(Duration::from_millis(400));
     assert!(!waiter.is_finished());
+    // The answer must come after the change, not at the time the thread happened to run.
+    let released_at = Instant::now();
     ts.set_behavior(Behavior::default());
-    let (r, elapsed) = waiter.join().unwrap();
+    let (r, answered_at) = waiter.join().unwrap();
     assert_eq!(r.unwrap().status, 201);
-    assert!(elapsed >= Duration::from_millis(400));
+    assert!(answered_at >= released_at);
 
     // Hang with a client timeout: the client gives up.
     ts.set_behavior(Behavior::Hang);
@@ -378,7 +381,7 @@ fn oauth(ts: &TokenService, basic: Option<(&str, &str)>, form: &str) -> harness:
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form.to_string());
     if let Some((id, secret)) = basic {
-        req = req.header("Authorization", format!("Basic {}", encoding::base64_encode(format!("{id}:{secret}").as_bytes())));
+        req = req.header("Authorization", format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))));
     }
     client::send(ts.addr(), &req).unwrap()
 }
@@ -427,13 +430,13 @@ fn oauth2_endpoint() {
         .to_string();
     let parts: Vec<&str> = t.split('.').collect();
     assert_eq!(parts.len(), 3);
-    let payload: Value = serde_json::from_slice(&encoding::base64_decode(parts[1]).unwrap()).unwrap();
+    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
     assert_eq!(payload["sub"], "kiali-proxy");
-    let exp = payload["exp"].as_i64().unwrap();
+    let exp = payload["exp"].as_u64().unwrap();
     assert_eq!(exp, harness::time::unix_seconds(ts.find_issued(&t).unwrap().expires_at));
     let v = post_token(&ts, None, &good_body()).unwrap().json();
     let k8s_jwt = v["status"]["token"].as_str().unwrap();
-    let p: Value = serde_json::from_slice(&encoding::base64_decode(k8s_jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    let p: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(k8s_jwt.split('.').nth(1).unwrap()).unwrap()).unwrap();
     assert_eq!(p["sub"], "system:serviceaccount:istio-system:kiali");
     assert_eq!(p["aud"], json!(["kiali", "https://kubernetes.default.svc"]));
 }
@@ -454,12 +457,20 @@ impl Demo {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("envoy.yaml");
         std::fs::write(&path, cfg.render()).unwrap();
+        let demo = Demo::spawn(&path, [up_port, tok_port, cfg.listener_port], extra);
+        (demo, cfg, tok_port, dir)
+    }
+
+    /// Runs the demo on `config` with `[upstream, token service, listener]` ports.
+    fn spawn(config: &std::path::Path, [up_port, tok_port, listener_port]: [u16; 3], extra: &[&str]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_demo"))
             .arg("--envoy-config")
-            .arg(&path)
+            .arg(config)
+            .arg("--envoy-log")
+            .arg(config.with_file_name("envoy.log"))
             .args(["--upstream-port", &up_port.to_string()])
             .args(["--token-port", &tok_port.to_string()])
-            .args(["--listener-port", &cfg.listener_port.to_string()])
+            .args(["--listener-port", &listener_port.to_string()])
             .args(["--concurrency", "1", "--required-bearer", "demo-bootstrap-token"])
             .args(extra)
             .stdin(Stdio::null())
@@ -476,7 +487,20 @@ impl Demo {
                 }
             }
         });
-        (Demo { child, lines: rx }, cfg, tok_port, dir)
+        Demo { child, lines: rx }
+    }
+
+    /// The next line that starts with `prefix`, within 10 s.
+    fn next_line_starting(&self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("the demo printed no line starting with {prefix:?}");
     }
 
     /// Reads lines until the ready banner; returns (all lines, envoy pid).
@@ -573,11 +597,55 @@ fn demo_exits_when_envoy_exits() {
     assert!(wait_dead(envoy_pid, Duration::from_secs(5)));
 }
 
+/// `make run` as a newcomer sees it: the repository's envoy.yaml (on free ports), Envoy's log in
+/// a file, and one line per request that reached Kiali, per issued token, per refusal.
+#[test]
+fn demo_narrates_requests_tokens_and_refusals_with_the_repository_envoy_yaml() {
+    let ports = [ports::free_port(), ports::free_port(), ports::free_port()];
+    let admin_port = ports::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("envoy.yaml");
+    let yaml = std::fs::read_to_string(harness::paths::repo_root().join("envoy.yaml")).unwrap();
+    let mut localised = yaml.replace("port_value: 9901", &format!("port_value: {admin_port}"));
+    for (fixed, free) in [18080, 18443, 10000].into_iter().zip(ports) {
+        localised = localised.replace(&format!("port_value: {fixed}"), &format!("port_value: {free}"));
+    }
+    std::fs::write(&config, localised).unwrap();
+    let demo = Demo::spawn(&config, ports, &["--curl-header", "X-Forwarded-User: alice"]);
+    let (banner, _) = demo.wait_ready();
+    let log = config.with_file_name("envoy.log");
+    assert!(banner.iter().any(|l| l.contains(&log.display().to_string())), "{banner:?}");
+    assert!(!banner.iter().any(|l| l.starts_with('[')), "Envoy's log reached the terminal: {banner:?}");
+
+    let listener: SocketAddr = format!("127.0.0.1:{}", ports[2]).parse().unwrap();
+    let alice = ClientRequest::get("/kiali/api/namespaces")
+        .header("Impersonate-User", "system:admin")
+        .header("X-Forwarded-User", "alice")
+        .header("X-Forwarded-Groups", "dev,ops");
+    let echoed = client::send(listener, &alice).unwrap().json();
+    let bearer = echoed["headers"].as_array().unwrap().iter().find(|h| h[0] == "authorization").unwrap()[1].clone();
+    let token = demo.next_line_starting("tokens ");
+    assert!(token.contains("for system:serviceaccount:kiali-auth:kiali-impersonator, expires 20"), "{token}");
+    let seen = demo.next_line_starting("kiali ");
+    assert!(
+        seen.starts_with("kiali    GET /kiali/api/namespaces  user=alice groups=[dev, ops]  bearer=the issued token kha-1-"),
+        "{seen}"
+    );
+    // The demo shows enough of a token to tell tokens apart, never all of it.
+    let full = bearer.as_str().unwrap().strip_prefix("Bearer ").unwrap();
+    assert!(!token.contains(full) && !seen.contains(full), "{token} / {seen}");
+    assert_eq!(client::send(listener, &ClientRequest::get("/anonymous")).unwrap().status, 401);
+    assert_eq!(demo.next_line_starting("refused "), "refused  401 identity_missing  GET /anonymous");
+    // Envoy's own log went to the file, with the access log in it.
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(written.contains("starting main dispatch loop") && written.contains(r#""reason":"identity_missing""#));
+}
+
 #[test]
 fn demo_rejects_bad_arguments() {
     let out = Command::new(env!("CARGO_BIN_EXE_demo")).arg("--bogus").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Usage"));
     let out = Command::new(env!("CARGO_BIN_EXE_demo")).args(["--envoy-config", "/nonexistent.yaml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(env!("CARGO_BIN_EXE_demo")).arg("--help").output().unwrap();

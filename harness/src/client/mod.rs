@@ -1,8 +1,12 @@
 //! Raw HTTP/1.1 client: writes exactly the header bytes it is given (names and values
-//! verbatim, duplicates kept, non-UTF-8 allowed) and reads the full response.
+//! verbatim, duplicates kept, non-UTF-8 allowed: what a normal client refuses to send) and
+//! reads the full response, parsed with `httparse`.
 
-use crate::http1::{self, Reader, Response};
-use std::io::{self, Write};
+mod response_reader;
+
+use crate::message::Response;
+use response_reader::{ResponseReader, MAX_BODY};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -133,9 +137,7 @@ fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
 pub fn send(addr: SocketAddr, req: &ClientRequest) -> io::Result<Response> {
     let mut stream = connect(addr, req.timeout)?;
     stream.write_all(&req.to_bytes())?;
-    stream.flush()?;
-    let mut reader = Reader::new(stream.try_clone()?);
-    let (resp, _) = http1::read_response(&mut reader, req.method == "HEAD", http1::MAX_CLIENT_BODY)?;
+    let (resp, _) = ResponseReader::new(stream.try_clone()?).read(req.method == "HEAD")?;
     let _ = stream.shutdown(Shutdown::Both);
     Ok(resp)
 }
@@ -145,15 +147,12 @@ pub fn send(addr: SocketAddr, req: &ClientRequest) -> io::Result<Response> {
 pub fn send_raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
     let mut stream = connect(addr, timeout)?;
     stream.write_all(bytes)?;
-    stream.flush()?;
     let _ = stream.shutdown(Shutdown::Write);
-    let mut reader = Reader::new(stream);
-    match reader.read_to_end_limited(http1::MAX_CLIENT_BODY) {
-        Ok(v) => Ok(v),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::ConnectionReset) => {
-            Ok(reader.buffered().to_vec())
-        }
-        Err(e) => Err(e),
+    let mut received = Vec::new();
+    // On a timeout or reset, what arrived before it is the answer.
+    match stream.take(MAX_BODY as u64).read_to_end(&mut received) {
+        Err(e) if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::ConnectionReset) => Err(e),
+        _ => Ok(received),
     }
 }
 
@@ -167,7 +166,7 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
 pub struct Connection {
     addr: SocketAddr,
     timeout: Duration,
-    stream: Option<(TcpStream, Reader<TcpStream>)>,
+    stream: Option<(TcpStream, ResponseReader)>,
     connects: u64,
 }
 
@@ -182,14 +181,14 @@ impl Connection {
         Ok(c)
     }
 
-    fn ensure(&mut self) -> io::Result<()> {
+    fn ensure(&mut self) -> io::Result<&mut (TcpStream, ResponseReader)> {
         if self.stream.is_none() {
             let s = connect(self.addr, self.timeout)?;
-            let r = Reader::new(s.try_clone()?);
-            self.stream = Some((s, r));
+            let r = ResponseReader::new(s.try_clone()?);
             self.connects += 1;
+            return Ok(self.stream.insert((s, r)));
         }
-        Ok(())
+        self.stream.as_mut().ok_or_else(|| io::Error::other("not connected"))
     }
 
     /// Sends a request on this connection (forcing keep-alive). Panics on I/O errors:
@@ -202,15 +201,12 @@ impl Connection {
     }
 
     pub fn try_send(&mut self, req: &ClientRequest) -> io::Result<Response> {
-        self.ensure()?;
         let mut req = req.clone();
         req.keep_alive = true;
-        let result = (|| {
-            let (stream, reader) = self.stream.as_mut().expect("connected");
+        let result = self.ensure().and_then(|(stream, reader)| {
             stream.write_all(&req.to_bytes())?;
-            stream.flush()?;
-            http1::read_response(reader, req.method == "HEAD", http1::MAX_CLIENT_BODY)
-        })();
+            reader.read(req.method == "HEAD")
+        });
         match result {
             Ok((resp, reusable)) => {
                 if !reusable {
