@@ -18,6 +18,8 @@ use crate::rbac::{self, Check, Outcome, Permission, Verdict};
 use crate::refusal::{Reason, Refusal};
 use crate::root::VmState;
 
+/// Tries at writing the verdict when another worker writes at the same time.
+const CAS_ATTEMPTS: usize = 8;
 /// Answers to forget (late answers of a check that was replaced or given up) kept at most.
 const MAX_RETIRED_CALLS: usize = 64;
 
@@ -226,8 +228,23 @@ impl RbacChecker {
         let verdict = check.verdict(now_ms.max(1));
         if let Some(runtime) = &vm.token {
             let key = rbac::verdict_key(&runtime.key, &check.permissions);
-            if let Err(status) = host::set_shared_data(&key, &verdict.encode(), 0) {
-                warn!("RBAC self-check: cannot share the verdict with the other workers (host status {status})");
+            // A late check of an older token must not replace the verdict on a newer one.
+            for _ in 0..CAS_ATTEMPTS {
+                let (current, cas) = match host::get_shared_data(&key) {
+                    Ok(Some((bytes, cas))) => (Verdict::decode(&bytes), cas),
+                    _ => (Verdict::default(), 0),
+                };
+                if current.generation > verdict.generation {
+                    return;
+                }
+                match host::set_shared_data(&key, &verdict.encode(), cas) {
+                    Ok(host::SetShared::Stored) => break,
+                    Ok(host::SetShared::CasMismatch) => continue,
+                    Err(status) => {
+                        warn!("RBAC self-check: cannot share the verdict with the other workers (host status {status})");
+                        break;
+                    }
+                }
             }
         }
         if vm.config.rbac_check == RbacCheckMode::Enforce {
