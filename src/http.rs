@@ -69,7 +69,9 @@ impl RequestContext {
             ));
         };
         let pairs = map.pairs();
-        let plan = match identity::plan(&vm.config, &pairs) {
+        // Reads only the properties the configuration uses: none in the header-only modes.
+        let properties = identity::RequestProperties::read(&vm.config, host::get_property);
+        let plan = match identity::plan_with_properties(&vm.config, &pairs, &properties) {
             Ok(plan) => plan,
             Err(refusal) => return self.refuse(refusal),
         };
