@@ -9,6 +9,7 @@ pub mod demo;
 pub mod encoding;
 pub mod envoy;
 pub mod http1;
+pub mod jwt;
 pub mod paths;
 pub mod ports;
 pub mod server;
