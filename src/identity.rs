@@ -325,7 +325,8 @@ fn add_group(
 
 /// The verified claims through the same rules as header values: prefixes, `static_groups`, the
 /// `system:` guard, `max_groups`, `max_value_bytes`, no control characters. Claim values are
-/// used exactly as signed: not trimmed, and a group is never split.
+/// used exactly as signed: not trimmed, and a group is never split; a blank user is missing and a
+/// blank group is skipped.
 fn map_claims<'c>(
     identity: &'c IdentityConfig,
     jwt: &'c JwtSource,
@@ -334,7 +335,7 @@ fn map_claims<'c>(
 ) -> Result<(), Refusal> {
     let user_claim = &jwt.user_claim.display;
     let user = clean_claim(identity, user_claim, claims.user)?;
-    if user.is_empty() {
+    if user.trim().is_empty() {
         return Err(Refusal::new(
             Reason::IdentityMissing,
             format!("no user identity: the `{user_claim}` claim is empty"),
@@ -358,7 +359,7 @@ fn map_claims<'c>(
         let source = format!("the `{}` claim", groups_claim.display);
         for item in &claims.groups {
             let item = clean_claim(identity, &groups_claim.display, item)?;
-            if !item.is_empty() {
+            if !item.trim().is_empty() {
                 add_group(identity, &mut groups, item, &source)?;
             }
         }
