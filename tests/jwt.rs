@@ -254,3 +254,63 @@ fn full_impersonation_with_jwt_identity() {
     assert_refused(&response, 401, "identity_missing");
     assert_eq!(upstream.count(), 1, "no token reaches Kiali without a verified JWT");
 }
+
+/// The JWT-mode examples in deploy/ are valid configurations, and the impersonation ClusterRole
+/// allows every extra key they send (the API server refuses the whole request otherwise).
+#[test]
+fn deploy_examples_configure_jwt_mode_and_the_role_allows_their_extras() {
+    use kiali_header_auth::config::{FilterConfig, Mode};
+    let root = harness::paths::repo_root();
+    let read_yaml = |path: &str| -> Vec<serde_yaml::Value> {
+        let text = std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|doc| serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{path}: {e}")))
+            .collect()
+    };
+
+    let plugin = &read_yaml("deploy/istio/jwt-wasmplugin.yaml")[0];
+    assert_eq!(plugin["spec"]["phase"].as_str(), Some("AUTHZ"), "jwt_authn runs before AUTHZ only");
+    let istio_config = serde_json::to_string(&plugin["spec"]["pluginConfig"]).unwrap();
+    let envoy_bootstrap = std::fs::read_to_string(root.join("deploy/envoy/envoy-jwt.yaml")).unwrap();
+    let envoy_config = {
+        let start = envoy_bootstrap.find("value: |").expect("the plugin configuration");
+        let json: String = envoy_bootstrap[start + "value: |".len()..]
+            .lines()
+            .skip(1)
+            .take_while(|line| line.trim_start().starts_with(['{', '}', '"']) || line.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        json
+    };
+    let jwt_authn_at = envoy_bootstrap.find("jwt_authn.v3.JwtAuthentication").expect("jwt_authn");
+    let wasm_at = envoy_bootstrap.find("filters.http.wasm.v3.Wasm").expect("the wasm filter");
+    assert!(jwt_authn_at < wasm_at, "jwt_authn must come before the wasm filter");
+
+    let role = read_yaml("deploy/02-impersonator.yaml")
+        .into_iter()
+        .find(|doc| doc["kind"].as_str() == Some("ClusterRole"))
+        .expect("the impersonation ClusterRole");
+    let granted: Vec<String> = role["rules"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|rule| rule["resources"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|resource| resource.as_str().map(str::to_string))
+        .collect();
+
+    for (origin, json) in [("jwt-wasmplugin.yaml", istio_config), ("envoy-jwt.yaml", envoy_config)] {
+        let config = FilterConfig::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{origin}: {e}\n{json}"));
+        assert_eq!(config.mode(), Mode::FullImpersonation, "{origin}");
+        let identity = config.identity.as_ref().unwrap();
+        let jwt = identity.jwt.as_ref().unwrap_or_else(|| panic!("{origin} is in JWT mode"));
+        let keys = jwt
+            .extra_claims
+            .iter()
+            .map(|extra| &extra.key)
+            .chain(identity.audit_extras.iter().map(|extra| &extra.key));
+        for key in keys {
+            let resource = format!("userextras/{key}");
+            assert!(granted.contains(&resource), "{origin} sends extra {key:?}; the ClusterRole lacks {resource}");
+        }
+    }
+}
