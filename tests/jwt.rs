@@ -314,3 +314,47 @@ fn deploy_examples_configure_jwt_mode_and_the_role_allows_their_extras() {
         }
     }
 }
+
+/// `envoy-jwt.yaml` (make run, JWT mode) trusts exactly the demo issuer's key, so the tokens
+/// `demo-token` prints are accepted there.
+#[test]
+fn the_demo_bootstrap_holds_the_demo_issuers_key() {
+    let text = std::fs::read_to_string(harness::paths::repo_root().join("envoy-jwt.yaml")).unwrap();
+    let demo = TestIssuer::demo();
+    assert!(text.contains(&format!("inline_string: '{}'", demo.jwks())), "envoy-jwt.yaml has another JWKS");
+    assert!(text.contains(&format!("issuer: {}", demo.issuer)));
+}
+
+/// The demo bootstrap, run as `make run` would (ports aside), accepts a demo token.
+#[test]
+fn the_demo_bootstrap_accepts_a_demo_token() {
+    let demo = TestIssuer::demo();
+    let upstream = EchoUpstream::start();
+    let tokens = TokenService::start();
+    let text = std::fs::read_to_string(harness::paths::repo_root().join("envoy-jwt.yaml"))
+        .unwrap()
+        .replace("port_value: 18080", &format!("port_value: {}", upstream.addr().port()))
+        .replace("port_value: 18443", &format!("port_value: {}", tokens.addr().port()));
+    let listener = harness::ports::free_port();
+    let admin = harness::ports::free_port();
+    let text = text
+        .replace("port_value: 10000", &format!("port_value: {listener}"))
+        .replace("port_value: 9901", &format!("port_value: {admin}"))
+        .replace(
+            "filename: target/wasm32-wasip1/release/kiali_header_auth.wasm",
+            &format!("filename: {}", harness::paths::wasm_path().display()),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy-jwt.yaml");
+    std::fs::write(&path, text).unwrap();
+    let mut launch = harness::envoy::Launch::new(&path, listener, admin);
+    launch.log_file = Some(dir.path().join("envoy.log"));
+    let envoy = Envoy::spawn(launch).unwrap();
+    envoy.wait_ready(std::time::Duration::from_secs(30), None).unwrap();
+
+    let response = send(&envoy, &bearer(&demo.demo_token(harness::jwt::demo_claims())));
+    assert_eq!(response.status, 200, "{}", response.text());
+    let seen = upstream.last().expect("forwarded to the stand-in Kiali");
+    assert_eq!(text_values(&seen, "impersonate-user"), vec!["alice@example.com"]);
+    assert_eq!(text_values(&seen, "impersonate-group"), vec!["dev", "ops", "team, with comma"]);
+}

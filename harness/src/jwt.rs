@@ -175,3 +175,21 @@ mod tests {
         assert_eq!(TestIssuer::demo().jwks(), TestIssuer::demo().jwks());
     }
 }
+
+/// The claims of the demo's token: the same user and groups as the header-based demo.
+pub fn demo_claims() -> Value {
+    json!({
+        "sub": "demo-user-0001",
+        "email": "alice@example.com",
+        "groups": ["dev", "ops", "team, with comma"],
+    })
+}
+
+impl TestIssuer {
+    /// A demo token, valid for a day so a pasted curl keeps working.
+    pub fn demo_token(&self, claims: Value) -> String {
+        let mut all = self.claims(claims);
+        all["exp"] = json!(unix_now() + 24 * 3600);
+        self.sign(&all)
+    }
+}
