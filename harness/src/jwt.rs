@@ -152,6 +152,24 @@ pub fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// The claims of the demo's token: the same user and groups as the header-based demo.
+pub fn demo_claims() -> Value {
+    json!({
+        "sub": "demo-user-0001",
+        "email": "alice@example.com",
+        "groups": ["dev", "ops", "team, with comma"],
+    })
+}
+
+impl TestIssuer {
+    /// A demo token, valid for a day so a pasted curl keeps working.
+    pub fn demo_token(&self, claims: Value) -> String {
+        let mut all = self.claims(claims);
+        all["exp"] = json!(unix_now() + 24 * 3600);
+        self.sign(&all)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,23 +191,5 @@ mod tests {
         key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature).unwrap();
         assert_ne!(TestIssuer::generate("a", "b").jwks(), TestIssuer::generate("a", "b").jwks());
         assert_eq!(TestIssuer::demo().jwks(), TestIssuer::demo().jwks());
-    }
-}
-
-/// The claims of the demo's token: the same user and groups as the header-based demo.
-pub fn demo_claims() -> Value {
-    json!({
-        "sub": "demo-user-0001",
-        "email": "alice@example.com",
-        "groups": ["dev", "ops", "team, with comma"],
-    })
-}
-
-impl TestIssuer {
-    /// A demo token, valid for a day so a pasted curl keeps working.
-    pub fn demo_token(&self, claims: Value) -> String {
-        let mut all = self.claims(claims);
-        all["exp"] = json!(unix_now() + 24 * 3600);
-        self.sign(&all)
     }
 }
