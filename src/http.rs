@@ -43,11 +43,11 @@ impl RequestContext {
         };
         let principal = trusted
             .checks_principal()
-            .then(|| host::get_property(&["source", "principal"]))
+            .then(|| host::get_property(identity::PEER_PRINCIPAL_PROPERTY))
             .flatten();
         let address = trusted
             .checks_address()
-            .then(|| host::get_property(&["source", "address"]))
+            .then(|| host::get_property(identity::SOURCE_ADDRESS_PROPERTY))
             .flatten();
         trusted.admits(principal.as_deref(), address.as_deref())
     }

@@ -45,15 +45,22 @@ pub fn is_system_identity(value: &str) -> bool {
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"system:"))
 }
 
+/// The mTLS peer's identity (with Istio, its SPIFFE ID): the first URI SAN of the client
+/// certificate. Envoy has no `source.principal` property (measured with Envoy 1.40: reading it
+/// finds nothing even on an mTLS connection); this is where the principal is.
+pub const PEER_PRINCIPAL_PROPERTY: &[&str] = &["connection", "uri_san_peer_certificate"];
+/// The downstream `ip:port`.
+pub const SOURCE_ADDRESS_PROPERTY: &[&str] = &["source", "address"];
+
 /// What Envoy knows about a request beyond its headers. The filter reads each one only when the
 /// configuration uses it, so the header-only modes make no extra host call.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RequestProperties {
     /// `["metadata"]`: the dynamic metadata, protobuf-encoded (see `metadata`). JWT mode only.
     pub dynamic_metadata: Option<Vec<u8>>,
-    /// `["source", "principal"]`, for an audit extra.
+    /// `PEER_PRINCIPAL_PROPERTY`, for an audit extra.
     pub source_principal: Option<Vec<u8>>,
-    /// `["source", "address"]`, for an audit extra.
+    /// `SOURCE_ADDRESS_PROPERTY`, for an audit extra.
     pub source_address: Option<Vec<u8>>,
 }
 
@@ -72,10 +79,10 @@ impl RequestProperties {
         }
         let uses = |fact| identity.audit_extras.iter().any(|extra| extra.fact == fact);
         if uses(ConnectionFact::SourcePrincipal) {
-            properties.source_principal = get_property(&["source", "principal"]);
+            properties.source_principal = get_property(PEER_PRINCIPAL_PROPERTY);
         }
         if uses(ConnectionFact::SourceAddress) {
-            properties.source_address = get_property(&["source", "address"]);
+            properties.source_address = get_property(SOURCE_ADDRESS_PROPERTY);
         }
         properties
     }

@@ -358,3 +358,36 @@ fn the_demo_bootstrap_accepts_a_demo_token() {
     assert_eq!(text_values(&seen, "impersonate-user"), vec!["alice@example.com"]);
     assert_eq!(text_values(&seen, "impersonate-group"), vec!["dev", "ops", "team, with comma"]);
 }
+
+/// `source_principal` needs a downstream mTLS peer (see `common::mtls`). The trusted-peer check
+/// reads the same principal, so it is tested here too.
+#[test]
+fn audit_extras_carry_the_mtls_peer_principal_and_the_client_address() {
+    const SPIFFE: &str = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account";
+    let issuer = TestIssuer::generate(ISSUER, AUDIENCE);
+    let upstream = EchoUpstream::start();
+    let plugin_config = format!(
+        r#"{{"identity":{{"jwt":{{}},"audit_extras":{{"peer":"source_principal","client-address":"source_address"}}}},
+            "trusted_peers":{{"principals":["{SPIFFE}"]}}}}"#
+    );
+    let config = EnvoyConfig::proxy(upstream.addr())
+        .filter(issuer.jwt_authn_filter(&JwtAuthnOptions::default()))
+        .add_filter(wasm_filter(&plugin_config));
+    let mtls = common::mtls::MtlsEnvoy::start(&config, SPIFFE);
+
+    let authorization = format!("Bearer {}", issuer.token(json!({"sub": "erin"})));
+    let headers = [("Authorization", authorization.as_str())];
+    assert_eq!(mtls.get("/api/namespaces", &headers, true), "200", "{}", mtls.envoy.log());
+    let seen = upstream.last().expect("forwarded");
+    let mut mapped = impersonation_headers(&seen);
+    let address = mapped.remove(1);
+    assert_eq!(address.0, "impersonate-extra-client-address");
+    assert!(address.1.starts_with("127.0.0.1:"), "{address:?}");
+    assert_eq!(
+        mapped,
+        vec![pair("impersonate-user", "erin"), pair("impersonate-extra-peer", SPIFFE)]
+    );
+    // Without a client certificate the TLS handshake fails: nothing reaches anyone.
+    assert_ne!(mtls.get("/api/namespaces", &headers, false), "200");
+    assert_eq!(upstream.count(), 1);
+}

@@ -44,7 +44,8 @@ pub struct ExtraClaim {
 /// A fact about the downstream connection that Envoy knows and the client cannot forge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectionFact {
-    /// `source.principal`: the mTLS peer's identity (an Istio SPIFFE ID); absent without mTLS.
+    /// The mTLS peer's identity (an Istio SPIFFE ID: the client certificate's URI SAN); absent
+    /// without mTLS.
     SourcePrincipal,
     /// `source.address`: the downstream `ip:port` as Envoy sees it.
     SourceAddress,

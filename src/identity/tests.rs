@@ -372,6 +372,6 @@ mod jwt_mode {
             asked.push(path.join("."));
             None
         });
-        assert_eq!(asked, vec!["metadata", "source.principal", "source.address"]);
+        assert_eq!(asked, vec!["metadata", "connection.uri_san_peer_certificate", "source.address"]);
     }
 }
