@@ -48,9 +48,11 @@ unit:
 validate: envoy wasm
 	ENVOY_BIN=$(ENVOY) cargo test --release --test config_files
 
-# Real clients the end-to-end tests drive: curl (HTTP/2) and kubectl. Installed where missing.
+# Real clients the end-to-end tests drive: curl (HTTP/2, and mTLS with openssl's certificates)
+# and kubectl. Installed where missing.
 tools:
 	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
 	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
 
 e2e: wasm envoy tools
