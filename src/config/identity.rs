@@ -37,6 +37,38 @@ pub struct IdentityConfig {
     pub audit_extras: Vec<AuditExtra>,
 }
 
+impl IdentityConfig {
+    /// Whether requests can carry `Impersonate-Group` (the ClusterRole must allow `groups`).
+    pub fn may_send_groups(&self) -> bool {
+        let mapped = match &self.jwt {
+            Some(jwt) => jwt.groups_claim.is_some(),
+            None => self.groups_header.is_some(),
+        };
+        mapped || !self.static_groups.is_empty()
+    }
+
+    /// Whether requests can carry `Impersonate-Uid` (the ClusterRole must allow `uids`).
+    pub fn may_send_uid(&self) -> bool {
+        match &self.jwt {
+            Some(jwt) => jwt.uid_claim.is_some(),
+            None => self.uid_header.is_some(),
+        }
+    }
+
+    /// Every `<key>` of the `Impersonate-Extra-<key>` headers this configuration can send, from
+    /// either source and the audit extras (the ClusterRole must allow `userextras/<key>`).
+    pub fn extra_keys(&self) -> Vec<&str> {
+        let mapped: Vec<&str> = match &self.jwt {
+            Some(jwt) => jwt.extra_claims.iter().map(|extra| extra.key.as_str()).collect(),
+            None => self.extras.iter().map(|extra| extra.key.as_str()).collect(),
+        };
+        mapped
+            .into_iter()
+            .chain(self.audit_extras.iter().map(|extra| extra.key.as_str()))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraMapping {
     pub key: String,

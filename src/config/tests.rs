@@ -397,3 +397,24 @@ fn audit_extras_work_with_both_sources() {
     let config = parse(r#"{"identity":{"jwt":{},"audit_extras":{"peer":"source_principal"}}}"#).unwrap();
     assert_eq!(config.identity.unwrap().audit_extras.len(), 1);
 }
+
+#[test]
+fn what_a_configuration_may_send_covers_both_sources_and_audit_extras() {
+    let identity = parse(r#"{"identity":{"preset":"authentik","audit_extras":{"peer":"source_principal"}}}"#)
+        .unwrap()
+        .identity
+        .unwrap();
+    assert!(identity.may_send_groups() && identity.may_send_uid());
+    assert_eq!(identity.extra_keys(), vec!["email", "peer"]);
+    let identity = parse(r#"{"identity":{"jwt":{"extra_claims":{"team":"t"}},"audit_extras":{"client-address":"source_address"}}}"#)
+        .unwrap()
+        .identity
+        .unwrap();
+    assert!(!identity.may_send_groups() && !identity.may_send_uid());
+    assert_eq!(identity.extra_keys(), vec!["team", "client-address"]);
+    let identity = parse(r#"{"identity":{"jwt":{"groups_claim":"g","uid_claim":"sub"}}}"#)
+        .unwrap()
+        .identity
+        .unwrap();
+    assert!(identity.may_send_groups() && identity.may_send_uid());
+}
