@@ -253,7 +253,7 @@ fn map_identity<'c>(
                     continue;
                 }
                 check_length(identity, groups_header, item.as_bytes())?;
-                add_group(identity, &mut groups, item, &format!("the {groups_header} header"))?;
+                add_group(identity, &mut groups, item, GroupSource::Header(groups_header))?;
             }
         }
     }
@@ -299,13 +299,30 @@ fn map_identity<'c>(
     Ok(())
 }
 
+/// Where groups came from, for refusal messages (formatted only when refusing: no allocation per
+/// group on the request path).
+#[derive(Clone, Copy)]
+enum GroupSource<'n> {
+    Header(&'n str),
+    Claim(&'n str),
+}
+
+impl std::fmt::Display for GroupSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupSource::Header(name) => write!(f, "the {name} header"),
+            GroupSource::Claim(name) => write!(f, "the `{name}` claim"),
+        }
+    }
+}
+
 /// Prefixes a group and adds it unless already there; refuses past `max_groups` and `system:`
-/// groups. `source` names where the groups came from ("the x-forwarded-groups header").
+/// groups.
 fn add_group(
     identity: &IdentityConfig,
     groups: &mut Vec<String>,
     item: &str,
-    source: &str,
+    source: GroupSource<'_>,
 ) -> Result<(), Refusal> {
     let group = format!("{}{}", identity.group_prefix, item);
     if groups.contains(&group) {
@@ -363,11 +380,11 @@ fn map_claims<'c>(
 
     let mut groups: Vec<String> = Vec::new();
     if let Some(groups_claim) = &jwt.groups_claim {
-        let source = format!("the `{}` claim", groups_claim.display);
+        let source = GroupSource::Claim(&groups_claim.display);
         for item in &claims.groups {
             let item = clean_claim(identity, &groups_claim.display, item)?;
             if !item.trim().is_empty() {
-                add_group(identity, &mut groups, item, &source)?;
+                add_group(identity, &mut groups, item, source)?;
             }
         }
     }
