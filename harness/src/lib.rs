@@ -6,6 +6,7 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod envoy;
+pub mod jwt;
 pub mod message;
 pub mod paths;
 pub mod ports;

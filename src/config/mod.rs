@@ -9,6 +9,7 @@
 
 mod checks;
 mod identity;
+mod jwt;
 mod raw;
 mod token_source;
 mod trusted_peers;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub use checks::is_token_byte;
 pub use identity::*;
+pub use jwt::*;
 pub use token_source::*;
 
 use crate::peer::TrustedPeers;
