@@ -50,10 +50,11 @@ unit:
 validate: envoy wasm
 	ENVOY_BIN=$(ENVOY) cargo test --release --test config_files
 
-# Real clients the end-to-end tests drive: curl (HTTP/2), kubectl (and its kustomize), and the
+# Real clients the end-to-end tests drive: curl (HTTP/2, and mTLS with openssl's certificates), kubectl (and its kustomize), and the
 # image tools below (tests/image.rs pushes through a real registry). Installed where missing.
 tools: image-tools
 	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
+	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
 	@command -v kubectl >/dev/null || { apt-get update -qq && apt-get install -y -qq kubernetes-client; }
 
 # buildah builds the image without a daemon or container runtime (no RUN step), skopeo reads

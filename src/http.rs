@@ -43,11 +43,11 @@ impl RequestContext {
         };
         let principal = trusted
             .checks_principal()
-            .then(|| host::get_property(&["source", "principal"]))
+            .then(|| host::get_property(identity::PEER_PRINCIPAL_PROPERTY))
             .flatten();
         let address = trusted
             .checks_address()
-            .then(|| host::get_property(&["source", "address"]))
+            .then(|| host::get_property(identity::SOURCE_ADDRESS_PROPERTY))
             .flatten();
         trusted.admits(principal.as_deref(), address.as_deref())
     }
@@ -69,7 +69,9 @@ impl RequestContext {
             ));
         };
         let pairs = map.pairs();
-        let plan = match identity::plan(&vm.config, &pairs) {
+        // Reads only the properties the configuration uses: none in the header-only modes.
+        let properties = identity::RequestProperties::read(&vm.config, host::get_property);
+        let plan = match identity::plan_with_properties(&vm.config, &pairs, &properties) {
             Ok(plan) => plan,
             Err(refusal) => return self.refuse(refusal),
         };

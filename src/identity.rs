@@ -1,7 +1,11 @@
-//! The header planner: from the request headers Envoy holds to the edits the filter makes, or a
-//! refusal. Pure: no host calls, so it is unit- and property-tested natively.
+//! The header planner: from the request headers Envoy holds (and, when configured, the verified
+//! JWT payload and connection facts) to the edits the filter makes, or a refusal. Pure: no host
+//! calls, so it is unit- and property-tested natively.
 
-use crate::config::{FilterConfig, IdentityConfig};
+pub mod claims;
+pub mod metadata;
+
+use crate::config::{AuditExtra, ConnectionFact, FilterConfig, IdentityConfig, JwtSource};
 use crate::refusal::{quote_for_log, Reason, Refusal};
 
 const IMPERSONATE_PREFIX: &[u8] = b"impersonate-";
@@ -41,9 +45,69 @@ pub fn is_system_identity(value: &str) -> bool {
         .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"system:"))
 }
 
+/// The mTLS peer's identity (with Istio, its SPIFFE ID): the first URI SAN of the client
+/// certificate. Envoy has no `source.principal` property (measured with Envoy 1.40: reading it
+/// finds nothing even on an mTLS connection); this is where the principal is.
+pub const PEER_PRINCIPAL_PROPERTY: &[&str] = &["connection", "uri_san_peer_certificate"];
+/// The downstream `ip:port`.
+pub const SOURCE_ADDRESS_PROPERTY: &[&str] = &["source", "address"];
+
+/// What Envoy knows about a request beyond its headers. The filter reads each one only when the
+/// configuration uses it, so the header-only modes make no extra host call.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestProperties {
+    /// `["metadata"]`: the dynamic metadata, protobuf-encoded (see `metadata`). JWT mode only.
+    pub dynamic_metadata: Option<Vec<u8>>,
+    /// `PEER_PRINCIPAL_PROPERTY`, for an audit extra.
+    pub source_principal: Option<Vec<u8>>,
+    /// `SOURCE_ADDRESS_PROPERTY`, for an audit extra.
+    pub source_address: Option<Vec<u8>>,
+}
+
+impl RequestProperties {
+    /// Reads, through `get_property` (the host call in the filter), the properties `config` uses.
+    pub fn read(
+        config: &FilterConfig,
+        mut get_property: impl FnMut(&[&str]) -> Option<Vec<u8>>,
+    ) -> RequestProperties {
+        let mut properties = RequestProperties::default();
+        let Some(identity) = &config.identity else {
+            return properties;
+        };
+        if identity.jwt.is_some() {
+            properties.dynamic_metadata = get_property(&["metadata"]);
+        }
+        let uses = |fact| identity.audit_extras.iter().any(|extra| extra.fact == fact);
+        if uses(ConnectionFact::SourcePrincipal) {
+            properties.source_principal = get_property(PEER_PRINCIPAL_PROPERTY);
+        }
+        if uses(ConnectionFact::SourceAddress) {
+            properties.source_address = get_property(SOURCE_ADDRESS_PROPERTY);
+        }
+        properties
+    }
+
+    fn fact(&self, fact: ConnectionFact) -> Option<&[u8]> {
+        match fact {
+            ConnectionFact::SourcePrincipal => self.source_principal.as_deref(),
+            ConnectionFact::SourceAddress => self.source_address.as_deref(),
+        }
+    }
+}
+
+/// The plan for a request when no request property is configured (header modes without audit
+/// extras); in JWT mode it refuses, as a request without a verified token.
 pub fn plan<'h, 'c>(
     config: &'c FilterConfig,
     headers: &[Header<'h>],
+) -> Result<Plan<'h, 'c>, Refusal> {
+    plan_with_properties(config, headers, &RequestProperties::default())
+}
+
+pub fn plan_with_properties<'h, 'c>(
+    config: &'c FilterConfig,
+    headers: &[Header<'h>],
+    properties: &RequestProperties,
 ) -> Result<Plan<'h, 'c>, Refusal> {
     let mut plan = Plan::default();
     let Some(identity) = &config.identity else {
@@ -55,6 +119,20 @@ pub fn plan<'h, 'c>(
         }
         return Ok(plan);
     };
+
+    if let Some(jwt) = &identity.jwt {
+        // Only `impersonate-*` is removed; headers such as X-Forwarded-User are not identity here.
+        for (name, _) in headers {
+            if is_impersonation_header(name) {
+                plan.stripped_impersonation_headers += 1;
+                push_distinct(&mut plan.remove, name);
+            }
+        }
+        let claims = claims::extract(jwt, properties.dynamic_metadata.as_deref())?;
+        map_claims(identity, jwt, &claims, &mut plan)?;
+        add_audit_extras(identity, properties, &mut plan)?;
+        return Ok(plan);
+    }
 
     let mut sources = Sources::default();
     for (name, value) in headers {
@@ -69,6 +147,7 @@ pub fn plan<'h, 'c>(
         }
     }
     map_identity(identity, &sources, &mut plan)?;
+    add_audit_extras(identity, properties, &mut plan)?;
     Ok(plan)
 }
 
@@ -174,29 +253,7 @@ fn map_identity<'c>(
                     continue;
                 }
                 check_length(identity, groups_header, item.as_bytes())?;
-                let group = format!("{}{}", identity.group_prefix, item);
-                if groups.contains(&group) {
-                    continue;
-                }
-                if groups.len() == identity.max_groups {
-                    return Err(Refusal::new(
-                        Reason::IdentityMalformed,
-                        format!(
-                            "the {groups_header} header lists more than {} groups",
-                            identity.max_groups
-                        ),
-                    ));
-                }
-                if !identity.allow_system_identities && is_system_identity(&group) {
-                    return Err(Refusal::new(
-                        Reason::IdentityForbidden,
-                        format!(
-                            "group {} is a Kubernetes system group and cannot be impersonated",
-                            quote_for_log(group.as_bytes())
-                        ),
-                    ));
-                }
-                groups.push(group);
+                add_group(identity, &mut groups, item, GroupSource::Header(groups_header))?;
             }
         }
     }
@@ -237,6 +294,177 @@ fn map_identity<'c>(
         if !value.is_empty() {
             plan.add
                 .push((extra.output_header.as_str(), value.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Where groups came from, for refusal messages (formatted only when refusing: no allocation per
+/// group on the request path).
+#[derive(Clone, Copy)]
+enum GroupSource<'n> {
+    Header(&'n str),
+    Claim(&'n str),
+}
+
+impl std::fmt::Display for GroupSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GroupSource::Header(name) => write!(f, "the {name} header"),
+            GroupSource::Claim(name) => write!(f, "the `{name}` claim"),
+        }
+    }
+}
+
+/// Prefixes a group and adds it unless already there; refuses past `max_groups` and `system:`
+/// groups.
+fn add_group(
+    identity: &IdentityConfig,
+    groups: &mut Vec<String>,
+    item: &str,
+    source: GroupSource<'_>,
+) -> Result<(), Refusal> {
+    let group = format!("{}{}", identity.group_prefix, item);
+    if groups.contains(&group) {
+        return Ok(());
+    }
+    if groups.len() == identity.max_groups {
+        return Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!("{source} lists more than {} groups", identity.max_groups),
+        ));
+    }
+    if !identity.allow_system_identities && is_system_identity(&group) {
+        return Err(Refusal::new(
+            Reason::IdentityForbidden,
+            format!(
+                "group {} is a Kubernetes system group and cannot be impersonated",
+                quote_for_log(group.as_bytes())
+            ),
+        ));
+    }
+    groups.push(group);
+    Ok(())
+}
+
+/// The verified claims through the same rules as header values: prefixes, `static_groups`, the
+/// `system:` guard, `max_groups`, `max_value_bytes`, no control characters. Claim values are
+/// used exactly as signed: not trimmed, and a group is never split; a blank user is missing and a
+/// blank group is skipped.
+fn map_claims<'c>(
+    identity: &'c IdentityConfig,
+    jwt: &'c JwtSource,
+    claims: &claims::Claims<'_>,
+    plan: &mut Plan<'_, 'c>,
+) -> Result<(), Refusal> {
+    let user_claim = &jwt.user_claim.display;
+    let user = clean_claim(identity, user_claim, claims.user)?;
+    if user.trim().is_empty() {
+        return Err(Refusal::new(
+            Reason::IdentityMissing,
+            format!("no user identity: the `{user_claim}` claim is empty"),
+        ));
+    }
+    let user = format!("{}{}", identity.user_prefix, user);
+    if !identity.allow_system_identities && is_system_identity(&user) {
+        return Err(Refusal::new(
+            Reason::IdentityForbidden,
+            format!(
+                "user {} is a Kubernetes system identity and cannot be impersonated",
+                quote_for_log(user.as_bytes())
+            ),
+        ));
+    }
+    plan.add.push((IMPERSONATE_USER, user.clone()));
+    plan.user = Some(user);
+
+    let mut groups: Vec<String> = Vec::new();
+    if let Some(groups_claim) = &jwt.groups_claim {
+        let source = GroupSource::Claim(&groups_claim.display);
+        for item in &claims.groups {
+            let item = clean_claim(identity, &groups_claim.display, item)?;
+            if !item.trim().is_empty() {
+                add_group(identity, &mut groups, item, source)?;
+            }
+        }
+    }
+    for group in &identity.static_groups {
+        if !groups.contains(group) {
+            groups.push(group.clone());
+        }
+    }
+    plan.add
+        .extend(groups.into_iter().map(|group| (IMPERSONATE_GROUP, group)));
+
+    if let (Some(uid_claim), Some(uid)) = (&jwt.uid_claim, claims.uid) {
+        let uid = clean_claim(identity, &uid_claim.display, uid)?;
+        if !uid.is_empty() {
+            plan.add.push((IMPERSONATE_UID, uid.to_string()));
+        }
+    }
+
+    for (index, values) in &claims.extras {
+        let Some(extra) = jwt.extra_claims.get(*index) else {
+            continue;
+        };
+        if values.len() > identity.max_groups {
+            return Err(Refusal::new(
+                Reason::IdentityMalformed,
+                format!(
+                    "the `{}` claim lists more than {} values",
+                    extra.claim.display, identity.max_groups
+                ),
+            ));
+        }
+        for value in values {
+            let value = clean_claim(identity, &extra.claim.display, value)?;
+            if !value.is_empty() {
+                plan.add.push((extra.output_header.as_str(), value.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One claim value: no control characters, within the length limit.
+fn clean_claim<'v>(identity: &IdentityConfig, claim: &str, value: &'v str) -> Result<&'v str, Refusal> {
+    if value.chars().any(char::is_control) {
+        return Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!("the `{claim}` claim contains control characters"),
+        ));
+    }
+    if value.len() > identity.max_value_bytes {
+        return Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!(
+                "a value of the `{claim}` claim is longer than {} bytes",
+                identity.max_value_bytes
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+/// `Impersonate-Extra-<key>` with the connection facts the configuration asks for. A fact Envoy
+/// does not have (no mTLS peer, so no principal) adds nothing.
+fn add_audit_extras<'c>(
+    identity: &'c IdentityConfig,
+    properties: &RequestProperties,
+    plan: &mut Plan<'_, 'c>,
+) -> Result<(), Refusal> {
+    for AuditExtra {
+        output_header,
+        fact,
+        ..
+    } in &identity.audit_extras
+    {
+        let Some(raw) = properties.fact(*fact).filter(|raw| !raw.is_empty()) else {
+            continue;
+        };
+        let value = clean_value(identity, output_header, raw)?;
+        if !value.is_empty() {
+            plan.add.push((output_header.as_str(), value.to_string()));
         }
     }
     Ok(())

@@ -2,7 +2,7 @@
 //!
 //! Kiali's documentation requires that the authenticating proxy is the only client that can reach
 //! Kiali. Network policy does that at layer 3/4; this check does it again at layer 7 from what
-//! Envoy knows about the connection: the mTLS peer principal (`source.principal`, for example an
+//! Envoy knows about the connection: the mTLS peer principal (the client certificate's URI SAN, for example an
 //! Istio SPIFFE ID) or the source address.
 
 use std::net::IpAddr;
@@ -28,7 +28,7 @@ impl TrustedPeers {
         !self.cidrs.is_empty()
     }
 
-    /// `principal` is the raw `source.principal` property, `address` the raw `source.address`
+    /// `principal` is the raw `connection.uri_san_peer_certificate` property, `address` the raw `source.address`
     /// property (`ip:port` or `[v6]:port`). Either may be absent.
     pub fn admits(&self, principal: Option<&[u8]>, address: Option<&[u8]>) -> bool {
         if let Some(principal) = principal {

@@ -96,21 +96,21 @@ struct ResourceAttributes<'a> {
     subresource: Option<&'a str>,
 }
 
-/// What the filter may send, hence what the token must be allowed: always a user; groups when a
-/// groups header or static groups are configured; a uid when a uid header is; one extra per key.
+/// What the filter may send, hence what the token must be allowed: always a user; groups, a uid
+/// and extras as the identity source (headers or a JWT) and the audit extras can send them.
 pub fn needed_permissions(identity: &IdentityConfig) -> Vec<Permission> {
     let mut needed = vec![Permission::new("", "users", None)];
-    if identity.groups_header.is_some() || !identity.static_groups.is_empty() {
+    if identity.may_send_groups() {
         needed.push(Permission::new("", "groups", None));
     }
-    if identity.uid_header.is_some() {
+    if identity.may_send_uid() {
         needed.push(Permission::new("authentication.k8s.io", "uids", None));
     }
-    for extra in &identity.extras {
+    for key in identity.extra_keys() {
         needed.push(Permission::new(
             "authentication.k8s.io",
             "userextras",
-            Some(extra.key.clone()),
+            Some(key.to_string()),
         ));
     }
     needed

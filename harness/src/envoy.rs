@@ -44,6 +44,9 @@ pub enum Filter {
         fail_open: bool,
     },
     Lua { code: String },
+    /// Any other HTTP filter (such as `envoy.filters.http.jwt_authn`), as the YAML of one
+    /// `http_filters` entry: a mapping with `name` and `typed_config`, written from column 0.
+    Raw { yaml: String },
 }
 
 impl Filter {
@@ -54,6 +57,10 @@ impl Filter {
 
     pub fn lua(code: impl Into<String>) -> Filter {
         Filter::Lua { code: code.into() }
+    }
+
+    pub fn raw(yaml: impl Into<String>) -> Filter {
+        Filter::Raw { yaml: yaml.into() }
     }
 }
 
@@ -277,6 +284,13 @@ impl EnvoyConfig {
                     let _ = writeln!(w, "              \"@type\": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua");
                     let _ = writeln!(w, "              default_source_code:");
                     let _ = writeln!(w, "                inline_string: {}", q(code));
+                }
+                Filter::Raw { yaml } => {
+                    // The entry's lines, indented as one item of the `http_filters` list.
+                    for (index, line) in yaml.lines().enumerate() {
+                        let lead = if index == 0 { "          - " } else { "            " };
+                        let _ = writeln!(w, "{lead}{line}");
+                    }
                 }
                 Filter::Wasm { plugin_config, vm_env, fail_open } => {
                     let _ = writeln!(w, "          - name: envoy.filters.http.wasm");

@@ -7,6 +7,7 @@ pub mod bootstrap_token;
 pub mod client;
 pub mod demo;
 pub mod envoy;
+pub mod jwt;
 pub mod message;
 pub mod paths;
 pub mod ports;

@@ -1,9 +1,11 @@
-//! The `identity` section: which headers carry the authenticated user, presets for the common
-//! authenticating proxies, and the limits applied to every value.
+//! The `identity` section: which headers carry the authenticated user (or, with `jwt`, which
+//! verified claims do), presets for the common authenticating proxies, and the limits applied to
+//! every value.
 
 use std::collections::BTreeMap;
 
 use super::checks::header_name;
+use super::jwt::{compile_audit_extras, compile_jwt, AuditExtra, JwtSource};
 use super::raw::RawIdentity;
 use super::ConfigError;
 use crate::extra_key::encode_extra_key;
@@ -29,6 +31,42 @@ pub struct IdentityConfig {
     pub max_groups: usize,
     pub max_value_bytes: usize,
     pub remove_identity_headers: bool,
+    /// Identity from a verified JWT instead of headers; then the header fields above are empty.
+    pub jwt: Option<JwtSource>,
+    /// `Impersonate-Extra-<key>` from connection facts, sorted by key.
+    pub audit_extras: Vec<AuditExtra>,
+}
+
+impl IdentityConfig {
+    /// Whether requests can carry `Impersonate-Group` (the ClusterRole must allow `groups`).
+    pub fn may_send_groups(&self) -> bool {
+        let mapped = match &self.jwt {
+            Some(jwt) => jwt.groups_claim.is_some(),
+            None => self.groups_header.is_some(),
+        };
+        mapped || !self.static_groups.is_empty()
+    }
+
+    /// Whether requests can carry `Impersonate-Uid` (the ClusterRole must allow `uids`).
+    pub fn may_send_uid(&self) -> bool {
+        match &self.jwt {
+            Some(jwt) => jwt.uid_claim.is_some(),
+            None => self.uid_header.is_some(),
+        }
+    }
+
+    /// Every `<key>` of the `Impersonate-Extra-<key>` headers this configuration can send, from
+    /// either source and the audit extras (the ClusterRole must allow `userextras/<key>`).
+    pub fn extra_keys(&self) -> Vec<&str> {
+        let mapped: Vec<&str> = match &self.jwt {
+            Some(jwt) => jwt.extra_claims.iter().map(|extra| extra.key.as_str()).collect(),
+            None => self.extras.iter().map(|extra| extra.key.as_str()).collect(),
+        };
+        mapped
+            .into_iter()
+            .chain(self.audit_extras.iter().map(|extra| extra.key.as_str()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,98 +128,45 @@ fn preset(name: &str) -> Option<Preset> {
     }
 }
 
-pub(super) fn compile_identity(raw: RawIdentity) -> Result<IdentityConfig, ConfigError> {
-    let preset = match raw.preset.as_deref() {
-        None => None,
-        Some(name) => Some(preset(name).ok_or_else(|| {
-            ConfigError::new(
-                "identity.preset",
-                format!(
-                    "unknown preset {name:?}; use one of {} or set the header fields yourself",
-                    PRESET_NAMES.join(", ")
-                ),
-            )
-        })?),
-    };
+/// The header fields of `identity` (unused, and empty, when the identity comes from a JWT).
+struct HeaderSource {
+    user_header: String,
+    groups_header: Option<String>,
+    groups_separator: String,
+    uid_header: Option<String>,
+    extras: Vec<ExtraMapping>,
+    remove_identity_headers: bool,
+}
 
-    let user_header = match (raw.user_header, &preset) {
-        (Some(name), _) => name,
-        (None, Some(preset)) => preset.user_header.to_string(),
-        (None, None) => {
-            return Err(ConfigError::new(
-                "identity.user_header",
-                "is required when no `preset` is given (for example \"x-forwarded-user\")",
-            ))
+impl HeaderSource {
+    /// JWT mode: no header is read, and none is removed besides `impersonate-*`.
+    fn unused() -> Self {
+        HeaderSource {
+            user_header: String::new(),
+            groups_header: None,
+            groups_separator: ",".to_string(),
+            uid_header: None,
+            extras: Vec::new(),
+            remove_identity_headers: false,
         }
+    }
+}
+
+pub(super) fn compile_identity(mut raw: RawIdentity) -> Result<IdentityConfig, ConfigError> {
+    let jwt = raw
+        .jwt
+        .take()
+        .map(|jwt| compile_jwt(&raw, jwt))
+        .transpose()?;
+    let headers = match jwt {
+        Some(_) => HeaderSource::unused(),
+        None => compile_header_source(&mut raw)?,
     };
-    let user_header = header_name("identity.user_header", &user_header)?;
-
-    // `Some(None)` is an explicit JSON null: it switches off a header the preset would set.
-    let groups_header = match raw.groups_header {
-        Some(explicit) => explicit,
-        None => preset.as_ref().and_then(|p| p.groups_header.map(str::to_string)),
-    }
-    .map(|name| header_name("identity.groups_header", &name))
-    .transpose()?;
-
-    let groups_separator = raw.groups_separator.unwrap_or_else(|| {
-        preset
-            .as_ref()
-            .map_or(",", |p| p.groups_separator)
-            .to_string()
-    });
-    if groups_separator.is_empty() || groups_separator.chars().any(char::is_control) {
-        return Err(ConfigError::new(
-            "identity.groups_separator",
-            "must be a non-empty string without control characters (for example \",\")",
-        ));
-    }
-
-    let uid_header = match raw.uid_header {
-        Some(explicit) => explicit,
-        None => preset.as_ref().and_then(|p| p.uid_header.map(str::to_string)),
-    }
-    .map(|name| header_name("identity.uid_header", &name))
-    .transpose()?;
-
-    let extra_sources: BTreeMap<String, String> = match raw.extra_headers {
-        Some(explicit) => explicit,
-        None => preset
-            .as_ref()
-            .map(|p| {
-                p.extras
-                    .iter()
-                    .map(|(key, header)| (key.to_string(), header.to_string()))
-                    .collect()
-            })
-            .unwrap_or_default(),
+    let taken_extra_keys: Vec<&str> = match &jwt {
+        Some(jwt) => jwt.extra_claims.iter().map(|extra| extra.key.as_str()).collect(),
+        None => headers.extras.iter().map(|extra| extra.key.as_str()).collect(),
     };
-    let mut extras = Vec::with_capacity(extra_sources.len());
-    for (key, header) in extra_sources {
-        let field = format!("identity.extra_headers.{key}");
-        if key.is_empty() || key.chars().any(char::is_control) {
-            return Err(ConfigError::new(
-                field,
-                "an extra key must be non-empty and free of control characters",
-            ));
-        }
-        // The API server lowercases the *encoded* key (strings.ToLower before PathUnescape), so
-        // only ASCII letters change; non-ASCII travels percent-encoded and keeps its case.
-        let key = key.to_ascii_lowercase();
-        let source_header = header_name(&field, &header)?;
-        let output_header = format!("impersonate-extra-{}", encode_extra_key(&key));
-        if extras.iter().any(|e: &ExtraMapping| e.key == key) {
-            return Err(ConfigError::new(
-                field,
-                "two extra keys differ only in letter case; Kubernetes lowercases them, keep one",
-            ));
-        }
-        extras.push(ExtraMapping {
-            key,
-            source_header,
-            output_header,
-        });
-    }
+    let audit_extras = compile_audit_extras(raw.audit_extras.take(), &taken_extra_keys)?;
 
     let max_groups = raw.max_groups.unwrap_or(DEFAULT_MAX_GROUPS);
     if !(1..=MAX_GROUPS_LIMIT).contains(&max_groups) {
@@ -235,6 +220,117 @@ pub(super) fn compile_identity(raw: RawIdentity) -> Result<IdentityConfig, Confi
         }
     }
 
+    Ok(IdentityConfig {
+        user_header: headers.user_header,
+        groups_header: headers.groups_header,
+        groups_separator: headers.groups_separator,
+        uid_header: headers.uid_header,
+        extras: headers.extras,
+        user_prefix: raw.user_prefix,
+        group_prefix: raw.group_prefix,
+        static_groups,
+        allow_system_identities: raw.allow_system_identities,
+        max_groups,
+        max_value_bytes,
+        remove_identity_headers: headers.remove_identity_headers,
+        jwt,
+        audit_extras,
+    })
+}
+
+fn compile_header_source(raw: &mut RawIdentity) -> Result<HeaderSource, ConfigError> {
+    let preset = match raw.preset.as_deref() {
+        None => None,
+        Some(name) => Some(preset(name).ok_or_else(|| {
+            ConfigError::new(
+                "identity.preset",
+                format!(
+                    "unknown preset {name:?}; use one of {} or set the header fields yourself",
+                    PRESET_NAMES.join(", ")
+                ),
+            )
+        })?),
+    };
+
+    let user_header = match (raw.user_header.take(), &preset) {
+        (Some(name), _) => name,
+        (None, Some(preset)) => preset.user_header.to_string(),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "identity.user_header",
+                "is required when no `preset` is given (for example \"x-forwarded-user\")",
+            ))
+        }
+    };
+    let user_header = header_name("identity.user_header", &user_header)?;
+
+    // `Some(None)` is an explicit JSON null: it switches off a header the preset would set.
+    let groups_header = match raw.groups_header.take() {
+        Some(explicit) => explicit,
+        None => preset.as_ref().and_then(|p| p.groups_header.map(str::to_string)),
+    }
+    .map(|name| header_name("identity.groups_header", &name))
+    .transpose()?;
+
+    let groups_separator = raw.groups_separator.take().unwrap_or_else(|| {
+        preset
+            .as_ref()
+            .map_or(",", |p| p.groups_separator)
+            .to_string()
+    });
+    if groups_separator.is_empty() || groups_separator.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            "identity.groups_separator",
+            "must be a non-empty string without control characters (for example \",\")",
+        ));
+    }
+
+    let uid_header = match raw.uid_header.take() {
+        Some(explicit) => explicit,
+        None => preset.as_ref().and_then(|p| p.uid_header.map(str::to_string)),
+    }
+    .map(|name| header_name("identity.uid_header", &name))
+    .transpose()?;
+
+    let extra_sources: BTreeMap<String, String> = match raw.extra_headers.take() {
+        Some(explicit) => explicit,
+        None => preset
+            .as_ref()
+            .map(|p| {
+                p.extras
+                    .iter()
+                    .map(|(key, header)| (key.to_string(), header.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let mut extras = Vec::with_capacity(extra_sources.len());
+    for (key, header) in extra_sources {
+        let field = format!("identity.extra_headers.{key}");
+        if key.is_empty() || key.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                field,
+                "an extra key must be non-empty and free of control characters",
+            ));
+        }
+        // The API server lowercases the *encoded* key (strings.ToLower before PathUnescape), so
+        // only ASCII letters change; non-ASCII travels percent-encoded and keeps its case.
+        let key = key.to_ascii_lowercase();
+        let source_header = header_name(&field, &header)?;
+        let output_header = format!("impersonate-extra-{}", encode_extra_key(&key));
+        if extras.iter().any(|e: &ExtraMapping| e.key == key) {
+            return Err(ConfigError::new(
+                field,
+                "two extra keys differ only in letter case; Kubernetes lowercases them, keep one",
+            ));
+        }
+        extras.push(ExtraMapping {
+            key,
+            source_header,
+            output_header,
+        });
+    }
+
     let remove_identity_headers = raw.remove_identity_headers.unwrap_or(true);
 
     let mut seen: Vec<(&str, &str)> = vec![("identity.user_header", user_header.as_str())];
@@ -256,19 +352,12 @@ pub(super) fn compile_identity(raw: RawIdentity) -> Result<IdentityConfig, Confi
         }
     }
 
-    Ok(IdentityConfig {
+    Ok(HeaderSource {
         user_header,
         groups_header,
         groups_separator,
         uid_header,
         extras,
-        user_prefix: raw.user_prefix,
-        group_prefix: raw.group_prefix,
-        static_groups,
-        allow_system_identities: raw.allow_system_identities,
-        max_groups,
-        max_value_bytes,
         remove_identity_headers,
     })
 }
-

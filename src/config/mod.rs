@@ -9,6 +9,7 @@
 
 mod checks;
 mod identity;
+mod jwt;
 mod raw;
 mod rbac;
 mod token_source;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use checks::is_token_byte;
 pub use identity::*;
+pub use jwt::*;
 pub use rbac::{RbacCheckMode, RBAC_CHECK_MODES};
 pub use token_source::*;
 

@@ -38,6 +38,51 @@ pub(super) struct RawIdentity {
     pub(super) max_groups: Option<usize>,
     pub(super) max_value_bytes: Option<usize>,
     pub(super) remove_identity_headers: Option<bool>,
+    /// Identity from a JWT that Envoy's `jwt_authn` verified, instead of the header fields.
+    pub(super) jwt: Option<RawJwt>,
+    /// `Impersonate-Extra-<key>` from what Envoy knows about the connection (both sources).
+    pub(super) audit_extras: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwt {
+    pub(super) metadata_namespace: Option<String>,
+    pub(super) payload_key: Option<String>,
+    pub(super) user_claim: Option<RawClaim>,
+    pub(super) groups_claim: Option<RawClaim>,
+    pub(super) uid_claim: Option<RawClaim>,
+    pub(super) extra_claims: Option<BTreeMap<String, RawClaim>>,
+}
+
+/// A claim as users write it: a string is one top-level key (which may contain dots or slashes,
+/// such as `https://example.com/groups`); an array of strings is a path into nested objects
+/// (`["realm_access", "roles"]`). Both become the list of keys to follow. Deserialized by hand:
+/// `#[serde(untagged)]` would buffer the value and grow the wasm.
+#[derive(Debug)]
+pub(super) struct RawClaim(pub(super) Vec<String>);
+
+impl<'de> Deserialize<'de> for RawClaim {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClaimVisitor;
+        impl<'de> serde::de::Visitor<'de> for ClaimVisitor {
+            type Value = RawClaim;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a claim name (string) or a path of claim names (array of strings)")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<RawClaim, E> {
+                Ok(RawClaim(vec![value.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawClaim, A::Error> {
+                let mut path = Vec::new();
+                while let Some(segment) = seq.next_element::<String>()? {
+                    path.push(segment);
+                }
+                Ok(RawClaim(path))
+            }
+        }
+        deserializer.deserialize_any(ClaimVisitor)
+    }
 }
 
 /// Tells an absent field (`None`: use the preset) from an explicit `null` (`Some(None)`: off).

@@ -277,3 +277,144 @@ fn missing_fields_and_nested_type_errors_name_the_path() {
     assert_eq!(err.field, "");
     assert!(err.message.contains("not valid JSON"), "{err}");
 }
+
+#[test]
+fn jwt_identity_defaults_and_the_issue_example() {
+    let config = parse(r#"{"identity":{"jwt":{}}}"#).unwrap();
+    assert_eq!(config.mode(), Mode::MapIdentity);
+    let identity = config.identity.unwrap();
+    let jwt = identity.jwt.unwrap();
+    assert_eq!(jwt.metadata_namespace, "envoy.filters.http.jwt_authn");
+    assert_eq!(jwt.payload_key, "payload");
+    assert_eq!(jwt.user_claim.keys, vec!["sub"]);
+    assert_eq!((jwt.groups_claim, jwt.uid_claim), (None, None));
+    assert!(jwt.extra_claims.is_empty() && identity.audit_extras.is_empty());
+    // No header is read or removed in JWT mode.
+    assert_eq!((identity.user_header.as_str(), identity.groups_header), ("", None));
+    assert!(identity.extras.is_empty() && !identity.remove_identity_headers);
+
+    let config = parse(
+        r#"{ "identity": { "jwt": {
+       "metadata_namespace": "envoy.filters.http.jwt_authn",
+       "payload_key": "verified",
+       "user_claim": "email",
+       "groups_claim": "groups",
+       "uid_claim": "sub",
+       "extra_claims": { "email": "email" } },
+     "user_prefix": "oidc:", "group_prefix": "oidc:" } }"#,
+    )
+    .unwrap();
+    let identity = config.identity.unwrap();
+    let jwt = identity.jwt.unwrap();
+    assert_eq!(jwt.payload_key, "verified");
+    assert_eq!(jwt.user_claim.display, "email");
+    assert_eq!(jwt.groups_claim.unwrap().keys, vec!["groups"]);
+    assert_eq!(
+        jwt.extra_claims,
+        vec![ExtraClaim {
+            key: "email".into(),
+            claim: ClaimPath { keys: vec!["email".into()], display: "email".into() },
+            output_header: "impersonate-extra-email".into(),
+        }]
+    );
+    assert_eq!(identity.user_prefix, "oidc:");
+}
+
+#[test]
+fn jwt_claims_are_keys_or_paths() {
+    let config = parse(
+        r#"{"identity":{"jwt":{"groups_claim":["realm_access","roles"],
+            "user_claim":"https://example.com/user.name","extra_claims":{"Acme.com/Team":["org","team"]}}}}"#,
+    )
+    .unwrap();
+    let jwt = config.identity.unwrap().jwt.unwrap();
+    assert_eq!(jwt.user_claim.keys, vec!["https://example.com/user.name"]);
+    let groups = jwt.groups_claim.unwrap();
+    assert_eq!(groups.keys, vec!["realm_access", "roles"]);
+    assert_eq!(groups.display, "realm_access.roles");
+    assert_eq!(jwt.extra_claims[0].key, "acme.com/team");
+    assert_eq!(jwt.extra_claims[0].output_header, "impersonate-extra-acme.com%2Fteam");
+}
+
+#[test]
+fn jwt_and_header_fields_are_mutually_exclusive() {
+    let err = error(r#"{"identity":{"preset":"oauth2-proxy","jwt":{}}}"#);
+    assert_eq!(err.field, "identity.jwt");
+    assert!(err.message.contains("identity.preset"), "{err}");
+    let err = error(r#"{"identity":{"jwt":{},"user_header":"x-user","groups_header":null,"remove_identity_headers":true}}"#);
+    assert_eq!(err.field, "identity.jwt");
+    for field in ["identity.user_header", "identity.groups_header", "identity.remove_identity_headers"] {
+        assert!(err.message.contains(field), "{err}");
+    }
+}
+
+#[test]
+fn invalid_jwt_and_audit_values_are_rejected_with_their_field() {
+    let cases = [
+        (r#"{"identity":{"jwt":{"user_claim":[]}}}"#, "identity.jwt.user_claim"),
+        (r#"{"identity":{"jwt":{"user_claim":["a",""]}}}"#, "identity.jwt.user_claim"),
+        (r#"{"identity":{"jwt":{"groups_claim":"a\u0001"}}}"#, "identity.jwt.groups_claim"),
+        (r#"{"identity":{"jwt":{"uid_claim":7}}}"#, "identity.jwt.uid_claim"),
+        (r#"{"identity":{"jwt":{"groups_claim":["a",7]}}}"#, "identity.jwt.groups_claim[1]"),
+        (r#"{"identity":{"jwt":{"metadata_namespace":" "}}}"#, "identity.jwt.metadata_namespace"),
+        (r#"{"identity":{"jwt":{"payload_key":""}}}"#, "identity.jwt.payload_key"),
+        (r#"{"identity":{"jwt":{"extra_claims":{"a":"x","A":"y"}}}}"#, "identity.jwt.extra_claims.a"),
+        (r#"{"identity":{"jwt":{"extra_claims":{"":"x"}}}}"#, "identity.jwt.extra_claims."),
+        (r#"{"identity":{"jwt":{"issuer":"x"}}}"#, "identity.jwt.issuer"),
+        (r#"{"identity":{"jwt":{},"audit_extras":{"peer":"source_ip"}}}"#, "identity.audit_extras.peer"),
+        (r#"{"identity":{"jwt":{},"audit_extras":{"a/b":"source_address"}}}"#, "identity.audit_extras.a/b"),
+        (r#"{"identity":{"jwt":{},"audit_extras":{"100%":"source_address"}}}"#, "identity.audit_extras.100%"),
+        (r#"{"identity":{"jwt":{"extra_claims":{"peer":"p"}},"audit_extras":{"Peer":"source_principal"}}}"#, "identity.audit_extras.Peer"),
+        (r#"{"identity":{"preset":"oauth2-proxy","audit_extras":{"email":"source_address"}}}"#, "identity.audit_extras.email"),
+    ];
+    for (json, field) in cases {
+        let err = error(json);
+        assert_eq!(err.field, field, "{json}: {err}");
+    }
+}
+
+#[test]
+fn audit_extras_work_with_both_sources() {
+    let config = parse(
+        r#"{"identity":{"preset":"oauth2-proxy","audit_extras":{"Peer":"source_principal","client-address":"source_address"}}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.identity.unwrap().audit_extras,
+        vec![
+            AuditExtra {
+                key: "client-address".into(),
+                fact: ConnectionFact::SourceAddress,
+                output_header: "impersonate-extra-client-address".into(),
+            },
+            AuditExtra {
+                key: "peer".into(),
+                fact: ConnectionFact::SourcePrincipal,
+                output_header: "impersonate-extra-peer".into(),
+            },
+        ]
+    );
+    let config = parse(r#"{"identity":{"jwt":{},"audit_extras":{"peer":"source_principal"}}}"#).unwrap();
+    assert_eq!(config.identity.unwrap().audit_extras.len(), 1);
+}
+
+#[test]
+fn what_a_configuration_may_send_covers_both_sources_and_audit_extras() {
+    let identity = parse(r#"{"identity":{"preset":"authentik","audit_extras":{"peer":"source_principal"}}}"#)
+        .unwrap()
+        .identity
+        .unwrap();
+    assert!(identity.may_send_groups() && identity.may_send_uid());
+    assert_eq!(identity.extra_keys(), vec!["email", "peer"]);
+    let identity = parse(r#"{"identity":{"jwt":{"extra_claims":{"team":"t"}},"audit_extras":{"client-address":"source_address"}}}"#)
+        .unwrap()
+        .identity
+        .unwrap();
+    assert!(!identity.may_send_groups() && !identity.may_send_uid());
+    assert_eq!(identity.extra_keys(), vec!["team", "client-address"]);
+    let identity = parse(r#"{"identity":{"jwt":{"groups_claim":"g","uid_claim":"sub"}}}"#)
+        .unwrap()
+        .identity
+        .unwrap();
+    assert!(identity.may_send_groups() && identity.may_send_uid());
+}

@@ -252,3 +252,126 @@ fn system_check_is_safe_on_multibyte_characters() {
     let config = cfg(r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"oidc:"}}"#);
     assert!(plan_ok(&config, &[("x-forwarded-user", "sü: .C .".as_bytes())]));
 }
+
+mod jwt_mode {
+    use super::*;
+    use serde_json::json;
+
+    const KEYCLOAK: &str = r#"{"identity":{"jwt":{"user_claim":"email","groups_claim":["realm_access","roles"],
+        "uid_claim":"sub","extra_claims":{"scopes":"scope"}},
+        "user_prefix":"oidc:","group_prefix":"oidc:","static_groups":["kiali-users"],
+        "audit_extras":{"peer":"source_principal","client-address":"source_address"}}}"#;
+
+    fn with_payload(payload: serde_json::Value) -> RequestProperties {
+        RequestProperties {
+            dynamic_metadata: Some(metadata::encode::metadata(
+                "envoy.filters.http.jwt_authn",
+                "payload",
+                &payload,
+            )),
+            ..RequestProperties::default()
+        }
+    }
+
+    fn jwt_refusal(config: &FilterConfig, payload: serde_json::Value) -> Refusal {
+        match plan_with_properties(config, &[], &with_payload(payload)) {
+            Ok(plan) => panic!("expected a refusal, got {plan:?}"),
+            Err(refusal) => refusal,
+        }
+    }
+
+    #[test]
+    fn maps_claims_strips_impersonation_and_ignores_forwarded_headers() {
+        let config = cfg(KEYCLOAK);
+        let list: &[(&str, &[u8])] = &[
+            ("x-forwarded-user", b"mallory"),
+            ("Impersonate-User", b"system:admin"),
+            ("impersonate-group", b"system:masters"),
+        ];
+        let mut properties = with_payload(json!({
+            "email": "alice@example.com", "sub": "f:1234",
+            "realm_access": {"roles": ["dev", "a, b", "with space", "dev", ""]},
+            "scope": ["read", "write"],
+        }));
+        properties.source_address = Some(b"10.1.2.3:4567".to_vec());
+        let plan = plan_with_properties(&config, &headers(list), &properties).unwrap();
+        assert_eq!(
+            added(&plan),
+            vec![
+                ("impersonate-user".into(), "oidc:alice@example.com".into()),
+                ("impersonate-group".into(), "oidc:dev".into()),
+                ("impersonate-group".into(), "oidc:a, b".into()),
+                ("impersonate-group".into(), "oidc:with space".into()),
+                ("impersonate-group".into(), "kiali-users".into()),
+                ("impersonate-uid".into(), "f:1234".into()),
+                ("impersonate-extra-scopes".into(), "read".into()),
+                ("impersonate-extra-scopes".into(), "write".into()),
+                // No principal without mTLS: no `peer` extra.
+                ("impersonate-extra-client-address".into(), "10.1.2.3:4567".into()),
+            ]
+        );
+        assert_eq!(removed(&plan), vec!["Impersonate-User", "impersonate-group"]);
+        assert_eq!(plan.stripped_impersonation_headers, 2);
+        assert_eq!(plan.user.as_deref(), Some("oidc:alice@example.com"));
+    }
+
+    #[test]
+    fn without_properties_jwt_mode_refuses_as_missing() {
+        let config = cfg(KEYCLOAK);
+        let list: &[(&str, &[u8])] = &[("x-forwarded-user", b"alice")];
+        assert_eq!(refusal(&config, list).reason, Reason::IdentityMissing);
+    }
+
+    #[test]
+    fn the_same_rules_as_headers_apply_to_claims() {
+        // Without a prefix a `system:` user or group from the IdP is refused.
+        let plain = cfg(r#"{"identity":{"jwt":{"groups_claim":"groups"}}}"#);
+        assert_eq!(jwt_refusal(&plain, json!({"sub": "system:admin"})).reason, Reason::IdentityForbidden);
+        assert_eq!(
+            jwt_refusal(&plain, json!({"sub": "bob", "groups": ["dev", "System:Masters"]})).reason,
+            Reason::IdentityForbidden
+        );
+        assert_eq!(jwt_refusal(&plain, json!({"sub": ""})).reason, Reason::IdentityMissing);
+        assert_eq!(jwt_refusal(&plain, json!({"sub": "a\nb"})).reason, Reason::IdentityMalformed);
+        assert_eq!(
+            jwt_refusal(&plain, json!({"sub": "a", "groups": ["ok", "bad\u{7}"]})).reason,
+            Reason::IdentityMalformed
+        );
+        assert_eq!(jwt_refusal(&plain, json!({"sub": "x".repeat(1025)})).reason, Reason::IdentityMalformed);
+        let many: Vec<String> = (0..101).map(|i| format!("g{i}")).collect();
+        let refusal = jwt_refusal(&plain, json!({"sub": "a", "groups": many}));
+        assert_eq!(refusal.reason, Reason::IdentityMalformed);
+        assert!(refusal.detail.contains("the `groups` claim lists more than 100 groups"), "{refusal:?}");
+    }
+
+    #[test]
+    fn audit_extras_in_header_mode_use_the_properties_only_when_configured() {
+        let config = cfg(r#"{"identity":{"preset":"oauth2-proxy","audit_extras":{"peer":"source_principal"}}}"#);
+        let list: &[(&str, &[u8])] = &[("x-forwarded-user", b"alice")];
+        let properties = RequestProperties {
+            source_principal: Some(b"spiffe://cluster.local/ns/auth/sa/oauth2-proxy".to_vec()),
+            ..RequestProperties::default()
+        };
+        let plan = plan_with_properties(&config, &headers(list), &properties).unwrap();
+        assert_eq!(
+            added(&plan),
+            vec![
+                ("impersonate-user".into(), "alice".into()),
+                ("impersonate-extra-peer".into(), "spiffe://cluster.local/ns/auth/sa/oauth2-proxy".into()),
+            ]
+        );
+
+        let mut asked: Vec<String> = Vec::new();
+        let read = RequestProperties::read(&oauth2_proxy(), |path| {
+            asked.push(path.join("."));
+            None
+        });
+        assert!(asked.is_empty(), "header mode without audit extras reads no property");
+        assert_eq!(read, RequestProperties::default());
+        RequestProperties::read(&cfg(KEYCLOAK), |path| {
+            asked.push(path.join("."));
+            None
+        });
+        assert_eq!(asked, vec!["metadata", "connection.uri_san_peer_certificate", "source.address"]);
+    }
+}

@@ -41,6 +41,21 @@ fn needed_permissions_follow_what_the_configuration_maps() {
 }
 
 #[test]
+fn needed_permissions_of_a_jwt_identity_and_audit_extras() {
+    let jwt = identity(
+        r#"{"jwt":{"user_claim":"email","groups_claim":["realm_access","roles"],"uid_claim":"sub",
+            "extra_claims":{"acme.com/team":"https://acme.com/team"}},
+            "audit_extras":{"client-address":"source_address"}}"#,
+    );
+    assert_eq!(
+        resources(&jwt),
+        ["users", "groups", "uids", "userextras/acme.com/team", "userextras/client-address"]
+    );
+    let user_only = identity(r#"{"jwt":{"user_claim":"email"}}"#);
+    assert_eq!(resources(&user_only), ["users"]);
+}
+
+#[test]
 fn review_bodies_ask_what_the_impersonation_filter_checks() {
     let needed = needed_permissions(&identity(r#"{"preset":"authentik"}"#));
     let bodies: Vec<serde_json::Value> = needed

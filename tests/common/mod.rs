@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: each test starts its own Envoy with the built wasm.
 #![allow(dead_code)]
 
+pub mod mtls;
+
 use std::time::{Duration, Instant};
 
 use harness::http1::RawRequest;

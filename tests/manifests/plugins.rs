@@ -123,6 +123,10 @@ fn no_plugin_holds_a_credential_and_the_token_cluster_injects_one() {
             AMBIENT_WASMPLUGIN,
             yaml_file(AMBIENT_WASMPLUGIN)["spec"].clone(),
         ),
+        (
+            "deploy/istio/jwt-wasmplugin.yaml",
+            yaml_file("deploy/istio/jwt-wasmplugin.yaml")["spec"].clone(),
+        ),
     ] {
         assert!(
             wasm["pluginConfig"]["token_source"]["credential_env"].is_null(),
@@ -232,4 +236,39 @@ fn ambient_plugin_attaches_to_kialis_service_with_the_same_configuration() {
         spec["pluginConfig"]["trusted_peers"]["principals"],
         json!(["spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"])
     );
+}
+
+/// Issue 11: no file in the repository configures a static bootstrap secret: no long-lived
+/// ServiceAccount token Secret, no credential passed to the VM from the environment.
+#[test]
+fn no_configuration_in_the_repository_holds_a_static_bootstrap_secret() {
+    let root = crate::files::repo();
+    let mut stack = vec![root.clone()];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !(name.ends_with(".yaml") || name.ends_with(".yml") || name == "Makefile") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for needle in ["credential_env", "host_env_keys", "kubernetes.io/service-account-token"] {
+                assert!(
+                    !text.contains(needle),
+                    "{}: {needle}: the bootstrap credential is a rotated projected token injected by Envoy",
+                    path.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} files");
 }

@@ -8,7 +8,10 @@ use kiali_header_auth::config::FilterConfig;
 use serde_json::{json, Value};
 
 use crate::envoy_files::envoy_plugin_configs;
-use crate::files::{find, manifests_in, one, strings, top_level_deploy_manifests, Manifest};
+use crate::crds::embedded_plugin_configs;
+use crate::files::{
+    all_deploy_manifests, find, manifests_in, one, strings, top_level_deploy_manifests, Manifest,
+};
 use crate::kubernetes::{check_documents, is_dns_label, is_dns_subdomain};
 use crate::{token_source, wasmplugin, wasmplugin_config, SERVICE_ACCOUNT_CA, WASMPLUGIN};
 
@@ -245,21 +248,22 @@ fn deploy_impersonator_exists_where_the_plugin_asks_for_it() {
     );
 }
 
-/// Which impersonation resources a configuration needs: users always, groups if it maps a groups
-/// header or adds static groups, uids if it maps a uid header, one userextras/<key> per extra.
+/// Which impersonation resources a configuration needs: users always, groups if it can send a
+/// group (mapped or static), uids if it maps a uid, one userextras/<key> per extra key it can send
+/// (mapped from headers or JWT claims, or an audit extra).
 fn impersonation_needed(config: &FilterConfig) -> BTreeSet<(String, String)> {
     let identity = config.identity.as_ref().expect("identity");
     let mut needed = BTreeSet::from([(String::new(), "users".to_string())]);
-    if identity.groups_header.is_some() || !identity.static_groups.is_empty() {
+    if identity.may_send_groups() {
         needed.insert((String::new(), "groups".to_string()));
     }
-    if identity.uid_header.is_some() {
+    if identity.may_send_uid() {
         needed.insert(("authentication.k8s.io".to_string(), "uids".to_string()));
     }
-    for extra in &identity.extras {
+    for key in identity.extra_keys() {
         needed.insert((
             "authentication.k8s.io".to_string(),
-            format!("userextras/{}", extra.key),
+            format!("userextras/{key}"),
         ));
     }
     needed
@@ -334,13 +338,18 @@ fn deploy_impersonation_role_grants_only_impersonate_and_what_configs_send() {
     // Every impersonation header the shipped production configurations can send is allowed;
     // otherwise the API server answers 403 to every request.
     let granted = granted(role);
-    for (origin, config) in [
-        (WASMPLUGIN, wasmplugin_config()),
-        (
-            "deploy/envoy/envoy.yaml",
-            envoy_plugin_configs("deploy/envoy/envoy.yaml").remove(0).1,
-        ),
-    ] {
+    let mut shipped: Vec<(String, FilterConfig)> = vec![(WASMPLUGIN.to_string(), wasmplugin_config())];
+    for manifest in all_deploy_manifests() {
+        for (origin, config) in embedded_plugin_configs(&manifest) {
+            shipped.push((origin, config.expect("valid plugin configuration")));
+        }
+    }
+    for file in ["deploy/envoy/envoy.yaml", "deploy/envoy/envoy-jwt.yaml"] {
+        for (_, config) in envoy_plugin_configs(file) {
+            shipped.push((file.to_string(), config));
+        }
+    }
+    for (origin, config) in shipped.into_iter().filter(|(_, c)| c.identity.is_some()) {
         let missing: Vec<_> = impersonation_needed(&config)
             .difference(&granted)
             .cloned()

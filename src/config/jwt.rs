@@ -1,0 +1,231 @@
+//! The `identity.jwt` section (identity from the claims Envoy's `jwt_authn` verified) and
+//! `identity.audit_extras` (connection facts as `Impersonate-Extra-*`), which both sources share.
+
+use std::collections::BTreeMap;
+
+use super::checks::{is_token_byte, non_empty};
+use super::raw::{RawClaim, RawIdentity, RawJwt};
+use super::ConfigError;
+use crate::extra_key::encode_extra_key;
+
+/// Where `jwt_authn` keeps verified payloads, in Envoy and in Istio.
+pub const DEFAULT_METADATA_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
+/// Istio's `RequestAuthentication` stores every provider's payload under this key
+/// (istio/istio `pilot/pkg/xds/filters/filters.go`, `EnvoyJwtFilterPayload`).
+pub const DEFAULT_PAYLOAD_KEY: &str = "payload";
+pub const DEFAULT_USER_CLAIM: &str = "sub";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSource {
+    pub metadata_namespace: String,
+    pub payload_key: String,
+    pub user_claim: ClaimPath,
+    pub groups_claim: Option<ClaimPath>,
+    pub uid_claim: Option<ClaimPath>,
+    /// Sorted by key.
+    pub extra_claims: Vec<ExtraClaim>,
+}
+
+/// The keys to follow from the payload object to a claim, and how messages name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    pub keys: Vec<String>,
+    /// `email`, or `realm_access.roles` for a nested path.
+    pub display: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraClaim {
+    pub key: String,
+    pub claim: ClaimPath,
+    pub output_header: String,
+}
+
+/// A fact about the downstream connection that Envoy knows and the client cannot forge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionFact {
+    /// The mTLS peer's identity (an Istio SPIFFE ID: the client certificate's URI SAN); absent
+    /// without mTLS.
+    SourcePrincipal,
+    /// `source.address`: the downstream `ip:port` as Envoy sees it.
+    SourceAddress,
+}
+
+impl ConnectionFact {
+    pub const NAMES: &'static [&'static str] = &["source_principal", "source_address"];
+
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "source_principal" => Some(ConnectionFact::SourcePrincipal),
+            "source_address" => Some(ConnectionFact::SourceAddress),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditExtra {
+    pub key: String,
+    pub fact: ConnectionFact,
+    pub output_header: String,
+}
+
+/// The header-source fields of `identity`, as (field, is set), to reject them beside `jwt`.
+fn header_fields_set(raw: &RawIdentity) -> Vec<&'static str> {
+    [
+        ("identity.preset", raw.preset.is_some()),
+        ("identity.user_header", raw.user_header.is_some()),
+        ("identity.groups_header", raw.groups_header.is_some()),
+        ("identity.groups_separator", raw.groups_separator.is_some()),
+        ("identity.uid_header", raw.uid_header.is_some()),
+        ("identity.extra_headers", raw.extra_headers.is_some()),
+        ("identity.remove_identity_headers", raw.remove_identity_headers.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect()
+}
+
+pub(super) fn compile_jwt(raw_identity: &RawIdentity, raw: RawJwt) -> Result<JwtSource, ConfigError> {
+    let conflicts = header_fields_set(raw_identity);
+    if !conflicts.is_empty() {
+        return Err(ConfigError::new(
+            "identity.jwt",
+            format!(
+                "cannot be combined with {}: the identity comes either from a verified JWT or \
+                 from headers; remove those fields (or remove `jwt`)",
+                conflicts.join(", ")
+            ),
+        ));
+    }
+    let metadata_namespace = non_empty(
+        "identity.jwt.metadata_namespace",
+        raw.metadata_namespace
+            .unwrap_or_else(|| DEFAULT_METADATA_NAMESPACE.to_string()),
+    )?;
+    let payload_key = non_empty(
+        "identity.jwt.payload_key",
+        raw.payload_key.unwrap_or_else(|| DEFAULT_PAYLOAD_KEY.to_string()),
+    )?;
+    let user_claim = match raw.user_claim {
+        Some(claim) => claim_path("identity.jwt.user_claim", claim)?,
+        None => claim_path("identity.jwt.user_claim", RawClaim(vec![DEFAULT_USER_CLAIM.into()]))?,
+    };
+    let groups_claim = raw
+        .groups_claim
+        .map(|claim| claim_path("identity.jwt.groups_claim", claim))
+        .transpose()?;
+    let uid_claim = raw
+        .uid_claim
+        .map(|claim| claim_path("identity.jwt.uid_claim", claim))
+        .transpose()?;
+
+    let mut extra_claims: Vec<ExtraClaim> = Vec::new();
+    for (key, claim) in raw.extra_claims.unwrap_or_default() {
+        let field = format!("identity.jwt.extra_claims.{key}");
+        if key.is_empty() || key.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                field,
+                "an extra key must be non-empty and free of control characters",
+            ));
+        }
+        // Kubernetes lowercases extra keys (see `compile_identity`).
+        let key = key.to_ascii_lowercase();
+        if extra_claims.iter().any(|extra| extra.key == key) {
+            return Err(ConfigError::new(
+                field,
+                "two extra keys differ only in letter case; Kubernetes lowercases them, keep one",
+            ));
+        }
+        let claim = claim_path(&field, claim)?;
+        let output_header = format!("impersonate-extra-{}", encode_extra_key(&key));
+        // Kept sorted by key by inserting in place (a `sort` adds kilobytes to the wasm).
+        let at = extra_claims.partition_point(|extra| extra.key < key);
+        extra_claims.insert(
+            at,
+            ExtraClaim {
+                key,
+                claim,
+                output_header,
+            },
+        );
+    }
+
+    Ok(JwtSource {
+        metadata_namespace,
+        payload_key,
+        user_claim,
+        groups_claim,
+        uid_claim,
+        extra_claims,
+    })
+}
+
+fn claim_path(field: &str, raw: RawClaim) -> Result<ClaimPath, ConfigError> {
+    let keys = raw.0;
+    if keys.is_empty() {
+        return Err(ConfigError::new(
+            field,
+            "an empty path names no claim; give a claim name such as \"email\" or a path such \
+             as [\"realm_access\", \"roles\"]",
+        ));
+    }
+    for key in &keys {
+        if key.is_empty() || key.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                field,
+                "claim names must be non-empty and free of control characters",
+            ));
+        }
+    }
+    let display = keys.join(".");
+    Ok(ClaimPath { keys, display })
+}
+
+/// `audit_extras` keys travel as header names unescaped: Kiali hands them to client-go, which
+/// percent-encodes `%` again, so an encoded key would reach the API server double-encoded.
+/// `taken` holds the extra keys the identity source already maps.
+pub(super) fn compile_audit_extras(
+    raw: Option<BTreeMap<String, String>>,
+    taken: &[&str],
+) -> Result<Vec<AuditExtra>, ConfigError> {
+    let mut audit_extras: Vec<AuditExtra> = Vec::new();
+    for (key, fact_name) in raw.unwrap_or_default() {
+        let field = format!("identity.audit_extras.{key}");
+        let key = key.to_ascii_lowercase();
+        if key.is_empty() || !key.bytes().all(|byte| is_token_byte(byte) && byte != b'%') {
+            return Err(ConfigError::new(
+                field,
+                "an audit extra key must be made of letters, digits and !#$&'*+-.^_`|~ only \
+                 (no `%`): Kiali escapes other characters again, so the API server would see a \
+                 different key",
+            ));
+        }
+        if taken.contains(&key.as_str()) || audit_extras.iter().any(|extra| extra.key == key) {
+            return Err(ConfigError::new(
+                field,
+                format!("the extra key {key:?} is already mapped; each extra key must be distinct (Kubernetes lowercases them)"),
+            ));
+        }
+        let Some(fact) = ConnectionFact::from_name(&fact_name) else {
+            return Err(ConfigError::new(
+                field,
+                format!(
+                    "unknown value {fact_name:?}; use one of {}",
+                    ConnectionFact::NAMES.join(", ")
+                ),
+            ));
+        };
+        let output_header = format!("impersonate-extra-{key}");
+        let at = audit_extras.partition_point(|extra| extra.key < key);
+        audit_extras.insert(
+            at,
+            AuditExtra {
+                key,
+                fact,
+                output_header,
+            },
+        );
+    }
+    Ok(audit_extras)
+}
