@@ -49,7 +49,13 @@ fn needed_permissions_of_a_jwt_identity_and_audit_extras() {
     );
     assert_eq!(
         resources(&jwt),
-        ["users", "groups", "uids", "userextras/acme.com/team", "userextras/client-address"]
+        [
+            "users",
+            "groups",
+            "uids",
+            "userextras/acme.com/team",
+            "userextras/client-address"
+        ]
     );
     let user_only = identity(r#"{"jwt":{"user_claim":"email"}}"#);
     assert_eq!(resources(&user_only), ["users"]);

@@ -238,13 +238,19 @@ fn edited(file: &str, from: &str, to: &str) -> Manifest {
 fn edited_env(from: &str, to: &str) -> Manifest {
     let pull = "  imagePullPolicy: IfNotPresent\n";
     let text = read(WASMPLUGIN);
-    assert!(text.contains(pull), "{WASMPLUGIN} no longer contains {pull:?}");
+    assert!(
+        text.contains(pull),
+        "{WASMPLUGIN} no longer contains {pull:?}"
+    );
     let with_env = text.replacen(
         pull,
         &format!("{pull}  vmConfig:\n    env:\n    - name: EXAMPLE\n      valueFrom: HOST\n"),
         1,
     );
-    assert!(with_env.contains(from), "the env fixture no longer contains {from:?}");
+    assert!(
+        with_env.contains(from),
+        "the env fixture no longer contains {from:?}"
+    );
     let mut all = manifests_in(&with_env.replacen(from, to, 1), WASMPLUGIN);
     assert_eq!(all.len(), 1);
     all.remove(0)

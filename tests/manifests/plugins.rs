@@ -141,7 +141,10 @@ fn no_plugin_holds_a_credential_and_the_token_cluster_injects_one() {
     let source = wasmplugin_config().token_source.expect("token_source");
     let filter = yaml_file(CREDENTIAL_INJECTOR);
     assert_eq!(filter["kind"], "EnvoyFilter");
-    assert_eq!(filter["metadata"]["namespace"], doc["metadata"]["namespace"]);
+    assert_eq!(
+        filter["metadata"]["namespace"],
+        doc["metadata"]["namespace"]
+    );
     assert_eq!(
         filter["spec"]["workloadSelector"]["labels"],
         doc["spec"]["selector"]["matchLabels"]
@@ -246,7 +249,9 @@ fn no_configuration_in_the_repository_holds_a_static_bootstrap_secret() {
     let mut stack = vec![root.clone()];
     let mut checked = 0;
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -260,7 +265,11 @@ fn no_configuration_in_the_repository_holds_a_static_bootstrap_secret() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap_or_default();
-            for needle in ["credential_env", "host_env_keys", "kubernetes.io/service-account-token"] {
+            for needle in [
+                "credential_env",
+                "host_env_keys",
+                "kubernetes.io/service-account-token",
+            ] {
                 assert!(
                     !text.contains(needle),
                     "{}: {needle}: the bootstrap credential is a rotated projected token injected by Envoy",
