@@ -14,10 +14,11 @@ PYTHON     ?= python3
 ENVOY      = $$(cat $(ENVOY_STAMP))
 export KHA_WASM = $(WASM)
 
-.PHONY: help toolchain envoy tools image-tools wasm run test unit validate e2e bench soak dist image push lint clean
+.PHONY: help run-jwt toolchain envoy tools image-tools wasm run test unit validate e2e bench soak dist image push lint clean
 
 help:
 	@echo "make run    build the filter and start Envoy with it in front of stand-in services"
+	@echo "make run-jwt the same, with the identity from a JWT verified by Envoy's jwt_authn"
 	@echo "make test   unit tests, Envoy config validation and end-to-end tests (what CI runs)"
 	@echo "make soak   a minute of load with 3-second tokens and failing fetches (CI runs it too)"
 	@echo "make bench  throughput/latency: no filter vs. Lua vs. this filter"
@@ -42,6 +43,11 @@ wasm: toolchain
 
 run: wasm envoy
 	ENVOY_BIN=$(ENVOY) cargo run --quiet --release -p harness --bin demo -- --envoy-config envoy.yaml --curl-header 'X-Forwarded-User: alice' --curl-header 'X-Forwarded-Groups: dev,ops'
+
+# The same demo with the identity taken from a JWT that Envoy's jwt_authn verified (envoy-jwt.yaml):
+# the ready-to-paste curl carries a token signed by the demo issuer (harness --bin demo-token).
+run-jwt: wasm envoy
+	ENVOY_BIN=$(ENVOY) cargo run --quiet --release -p harness --bin demo -- --envoy-config envoy-jwt.yaml --curl-header "Authorization: Bearer $$(cargo run --quiet --release -p harness --bin demo-token)" --curl-header 'X-Forwarded-User: mallory'
 
 unit:
 	cargo test --workspace --lib --bins
