@@ -19,6 +19,13 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -180,11 +187,33 @@ pub fn replace_header(map_type: u32, name: &[u8], value: &[u8]) -> Result<(), u3
     status_result(status)
 }
 
+/// Adds a header line, keeping any with the same name.
+pub fn add_header(map_type: u32, name: &[u8], value: &[u8]) -> Result<(), u32> {
+    let status = unsafe {
+        proxy_add_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    };
+    status_result(status)
+}
+
+thread_local! {
+    /// Reused for every serialized header map this VM hands to the host: no allocation per call
+    /// once it has grown to the largest map.
+    static SERIALIZED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Replaces the whole header map with `pairs` (Envoy removes every existing header, then adds
 /// `pairs` in order), in a single host call.
-pub fn set_header_pairs(map_type: u32, pairs: &[(&[u8], &[u8])]) -> Result<(), u32> {
-    let serialized = serialize_pairs(pairs);
-    status_result(unsafe { proxy_set_header_map_pairs(map_type, serialized.as_ptr(), serialized.len()) })
+pub fn set_header_pairs<'p>(
+    map_type: u32,
+    pairs: impl Iterator<Item = (&'p [u8], &'p [u8])> + Clone,
+) -> Result<(), u32> {
+    SERIALIZED.with(|buffer| {
+        let Ok(mut buffer) = buffer.try_borrow_mut() else {
+            return Err(NOT_FOUND);
+        };
+        serialize_pairs_into(&mut buffer, pairs);
+        status_result(unsafe { proxy_set_header_map_pairs(map_type, buffer.as_ptr(), buffer.len()) })
+    })
 }
 
 pub fn get_buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, u32> {
@@ -350,13 +379,21 @@ fn status_result(status: u32) -> Result<(), u32> {
 }
 
 fn serialize_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut size = 4;
-    for (name, value) in pairs {
-        size += 8 + name.len() + value.len() + 2;
-    }
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (name, value) in pairs {
+    let mut out = Vec::new();
+    serialize_pairs_into(&mut out, pairs.iter().copied());
+    out
+}
+
+/// The proxy-wasm header map encoding: count, (name length, value length) per pair, then each
+/// name and value followed by a NUL.
+fn serialize_pairs_into<'p>(
+    out: &mut Vec<u8>,
+    pairs: impl Iterator<Item = (&'p [u8], &'p [u8])> + Clone,
+) {
+    out.clear();
+    let count = pairs.clone().count();
+    out.extend_from_slice(&(count as u32).to_le_bytes());
+    for (name, value) in pairs.clone() {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     }
@@ -366,5 +403,4 @@ fn serialize_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
         out.extend_from_slice(value);
         out.push(0);
     }
-    out
 }

@@ -34,7 +34,8 @@ const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue
 const TLS_CONTEXT_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 const SERVICE_ACCOUNT_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-const ACCESS_LOG_USER: &str = "%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%";
+/// The mapped user as the upstream receives it (the filter state costs a host call per request).
+const ACCESS_LOG_USER: &str = "%REQ(IMPERSONATE-USER)%";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -13,6 +13,8 @@ pub(super) struct RawConfig {
     pub(super) token_source: Option<RawTokenSource>,
     pub(super) max_request_wait_ms: Option<u64>,
     pub(super) max_waiting_requests: Option<usize>,
+    #[serde(default)]
+    pub(super) access_log_filter_state: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -277,3 +277,13 @@ fn missing_fields_and_nested_type_errors_name_the_path() {
     assert_eq!(err.field, "");
     assert!(err.message.contains("not valid JSON"), "{err}");
 }
+
+#[test]
+fn filter_state_for_access_logs_is_off_unless_asked_for() {
+    let default = parse(r#"{"identity":{"preset":"oauth2-proxy"}}"#).unwrap();
+    assert!(!default.access_log_filter_state, "one host call per request only when asked for");
+    let asked = parse(r#"{"identity":{"preset":"oauth2-proxy"},"access_log_filter_state":true}"#).unwrap();
+    assert!(asked.access_log_filter_state);
+    let err = error(r#"{"access_log_filter_state":"yes"}"#);
+    assert_eq!(err.field, "access_log_filter_state", "{err}");
+}

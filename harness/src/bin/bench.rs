@@ -35,6 +35,12 @@ const USAGE: &str = "usage: bench [options]
   --wrk PATH          wrk binary (default: wrk on PATH)
   --script PATH       wrk script (default bench/request.lua)
   --lua PATH          the equivalent Lua filter (default bench/equivalent.lua)
+  --lua-strip PATH    the strip-only Lua filter (default bench/strip_only.lua)
+  --compare-wasm PATH a second build of the filter, measured in the same run as
+                      `wasm (compare)` variants (full and strip-only): an A/B of two builds
+  --route ROUTE       only this route: direct_response or proxied (default both)
+  --variants LIST     only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,
+                      wasm_strip,compare_full,compare_strip); `none` and `lua` are always kept
   --out DIR           where latest.md and latest.json go (default bench/results)
   --no-pin            do not pin Envoy / wrk to CPUs
   --quiet-wait SECS   total time the bench may wait, before runs, for other processes to leave
@@ -58,6 +64,10 @@ struct Opts {
     wrk: PathBuf,
     script: PathBuf,
     lua: PathBuf,
+    lua_strip: PathBuf,
+    compare_wasm: Option<PathBuf>,
+    routes: Vec<RouteKind>,
+    only_variants: Option<Vec<String>>,
     out: PathBuf,
     pin: bool,
     quiet_wait: Duration,
@@ -74,6 +84,10 @@ fn parse_args() -> Result<Opts, String> {
         wrk: PathBuf::from("wrk"),
         script: root.join("bench/request.lua"),
         lua: root.join("bench/equivalent.lua"),
+        lua_strip: root.join("bench/strip_only.lua"),
+        compare_wasm: None,
+        routes: vec![RouteKind::Direct, RouteKind::Proxied],
+        only_variants: None,
         out: root.join("bench/results"),
         pin: true,
         quiet_wait: Duration::from_secs(90),
@@ -94,6 +108,19 @@ fn parse_args() -> Result<Opts, String> {
             "--wrk" => o.wrk = PathBuf::from(val()?),
             "--script" => o.script = PathBuf::from(val()?),
             "--lua" => o.lua = PathBuf::from(val()?),
+            "--lua-strip" => o.lua_strip = PathBuf::from(val()?),
+            "--compare-wasm" => o.compare_wasm = Some(PathBuf::from(val()?)),
+            "--variants" => {
+                o.only_variants = Some(val()?.split(',').map(|v| v.trim().to_string()).collect())
+            }
+            "--route" => {
+                let v = val()?;
+                o.routes = vec![match v.as_str() {
+                    "direct_response" | "direct" => RouteKind::Direct,
+                    "proxied" => RouteKind::Proxied,
+                    _ => return Err(format!("--route: direct_response or proxied, not {v}")),
+                }]
+            }
             "--out" => o.out = PathBuf::from(val()?),
             "--no-pin" => o.pin = false,
             "--quiet-wait" => o.quiet_wait = Duration::from_secs(num(val()?)?),
@@ -111,24 +138,33 @@ fn parse_args() -> Result<Opts, String> {
 enum Variant {
     None,
     Lua,
+    LuaStrip,
     WasmFull,
     WasmStrip,
+    /// The same two jobs with the `--compare-wasm` build.
+    CompareFull,
+    CompareStrip,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant::None,
     Variant::Lua,
+    Variant::LuaStrip,
     Variant::WasmFull,
     Variant::WasmStrip,
 ];
+const COMPARE_VARIANTS: [Variant; 2] = [Variant::CompareFull, Variant::CompareStrip];
 
 impl Variant {
     fn key(self) -> &'static str {
         match self {
             Variant::None => report::NONE,
             Variant::Lua => report::LUA,
+            Variant::LuaStrip => report::LUA_STRIP,
             Variant::WasmFull => "wasm_full",
             Variant::WasmStrip => "wasm_strip",
+            Variant::CompareFull => "compare_full",
+            Variant::CompareStrip => "compare_strip",
         }
     }
 
@@ -136,9 +172,16 @@ impl Variant {
         match self {
             Variant::None => "no filter",
             Variant::Lua => "Lua (equivalent)",
+            Variant::LuaStrip => "Lua strip-only (equivalent)",
             Variant::WasmFull => "wasm: full impersonation",
             Variant::WasmStrip => "wasm: strip-only",
+            Variant::CompareFull => "wasm (compare): full impersonation",
+            Variant::CompareStrip => "wasm (compare): strip-only",
         }
+    }
+
+    fn has_token_source(self) -> bool {
+        matches!(self, Variant::WasmFull | Variant::CompareFull)
     }
 }
 
@@ -172,12 +215,13 @@ fn full_filter() -> Filter {
     }
 }
 
-fn filter_for(variant: Variant, lua: &str) -> Filter {
+fn filter_for(variant: Variant, lua: &str, lua_strip: &str) -> Filter {
     match variant {
         Variant::None => Filter::None,
         Variant::Lua => Filter::lua(lua),
-        Variant::WasmFull => full_filter(),
-        Variant::WasmStrip => Filter::wasm(""),
+        Variant::LuaStrip => Filter::lua(lua_strip),
+        Variant::WasmFull | Variant::CompareFull => full_filter(),
+        Variant::WasmStrip | Variant::CompareStrip => Filter::wasm(""),
     }
 }
 
@@ -518,6 +562,8 @@ fn run(o: &Opts) -> Result<bool, String> {
     let script =
         std::fs::read_to_string(&o.script).map_err(|e| format!("{}: {e}", o.script.display()))?;
     let lua = std::fs::read_to_string(&o.lua).map_err(|e| format!("{}: {e}", o.lua.display()))?;
+    let lua_strip = std::fs::read_to_string(&o.lua_strip)
+        .map_err(|e| format!("{}: {e}", o.lua_strip.display()))?;
     let headers = wrk_script_headers(&script);
     let path = wrk_script_path(&script).unwrap_or_else(|| "/".into());
     if headers.is_empty() {
@@ -546,10 +592,21 @@ fn run(o: &Opts) -> Result<bool, String> {
         ),
         _ => "not pinned".into(),
     };
-    let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * 8) as f64
-        + (o.warmup.as_secs_f64() + 0.3) * 8.0;
+    let mut variants: Vec<Variant> = VARIANTS.to_vec();
+    if o.compare_wasm.is_some() {
+        variants.extend(COMPARE_VARIANTS);
+    }
+    if let Some(only) = &o.only_variants {
+        // The baselines every cost is computed from stay.
+        variants.retain(|v| {
+            matches!(v, Variant::None | Variant::Lua) || only.iter().any(|k| k == v.key())
+        });
+    }
+    let runs_per_round = variants.len() * o.routes.len();
+    let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * runs_per_round) as f64
+        + (o.warmup.as_secs_f64() + 0.3) * runs_per_round as f64;
     eprintln!(
-        "bench: {} rounds x 8 runs of {} s (+ warm-up {} s each): about {:.0} s of load; {pinning}",
+        "bench: {} rounds x {runs_per_round} runs of {} s (+ warm-up {} s each): about {:.0} s of load; {pinning}",
         o.rounds,
         o.duration.as_secs(),
         o.warmup.as_secs(),
@@ -568,20 +625,25 @@ fn run(o: &Opts) -> Result<bool, String> {
     pin(upstream.envoy.pid(), cpus.load);
 
     let mut targets: Vec<Target> = Vec::new();
-    for route in [RouteKind::Direct, RouteKind::Proxied] {
-        for variant in VARIANTS {
+    for &route in &o.routes {
+        for &variant in &variants {
             let mut cfg = match route {
                 RouteKind::Direct => EnvoyConfig::new(),
                 RouteKind::Proxied => EnvoyConfig::proxy(upstream.envoy.addr()),
             }
             .concurrency(1)
-            .filter(filter_for(variant, &lua));
-            if variant == Variant::WasmFull {
+            .filter(filter_for(variant, &lua, &lua_strip));
+            if variant.has_token_source() {
                 cfg = cfg.token_cluster(TOKEN_CLUSTER, tokens.addr());
+            }
+            if let (Variant::CompareFull | Variant::CompareStrip, Some(file)) =
+                (variant, &o.compare_wasm)
+            {
+                cfg = cfg.wasm_file(file);
             }
             let proc = start_envoy(&cfg)
                 .map_err(|e| format!("{} / {}: {e}", route.key(), variant.label()))?;
-            if variant == Variant::WasmFull {
+            if variant.has_token_source() {
                 acct.processes += 1;
                 wait_for_token(&proc.envoy)?;
             }
@@ -739,7 +801,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         })
         .collect();
     for t in &targets {
-        if t.variant == Variant::WasmFull {
+        if t.variant.has_token_source() {
             acct.per_process_success
                 .push(token_successes(&t.proc.envoy));
         }
