@@ -36,8 +36,9 @@ const USAGE: &str = "usage: bench [options]
   --script PATH       wrk script (default bench/request.lua)
   --lua PATH          the equivalent Lua filter (default bench/equivalent.lua)
   --lua-strip PATH    the strip-only Lua filter (default bench/strip_only.lua)
-  --compare-wasm PATH a second build of the filter, measured in the same run as
-                      `wasm (compare)` variants (full and strip-only): an A/B of two builds
+  --compare-wasm [NAME=]PATH  another build of the filter, measured in the same run as
+                      `wasm (NAME)` variants (full and strip-only; keys NAME_full, NAME_strip;
+                      NAME defaults to compare): an A/B of builds; may be repeated
   --route ROUTE       only this route: direct_response or proxied (default both)
   --variants LIST     only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,
                       wasm_strip,compare_full,compare_strip); `none` and `lua` are always kept
@@ -65,7 +66,8 @@ struct Opts {
     script: PathBuf,
     lua: PathBuf,
     lua_strip: PathBuf,
-    compare_wasm: Option<PathBuf>,
+    /// (name, module) of each `--compare-wasm`.
+    compare_wasm: Vec<(String, PathBuf)>,
     routes: Vec<RouteKind>,
     only_variants: Option<Vec<String>>,
     out: PathBuf,
@@ -85,7 +87,7 @@ fn parse_args() -> Result<Opts, String> {
         script: root.join("bench/request.lua"),
         lua: root.join("bench/equivalent.lua"),
         lua_strip: root.join("bench/strip_only.lua"),
-        compare_wasm: None,
+        compare_wasm: Vec::new(),
         routes: vec![RouteKind::Direct, RouteKind::Proxied],
         only_variants: None,
         out: root.join("bench/results"),
@@ -109,7 +111,17 @@ fn parse_args() -> Result<Opts, String> {
             "--script" => o.script = PathBuf::from(val()?),
             "--lua" => o.lua = PathBuf::from(val()?),
             "--lua-strip" => o.lua_strip = PathBuf::from(val()?),
-            "--compare-wasm" => o.compare_wasm = Some(PathBuf::from(val()?)),
+            "--compare-wasm" => {
+                let v = val()?;
+                let (name, file) = match v.split_once('=') {
+                    Some((name, file)) => (name.to_string(), file),
+                    None => ("compare".to_string(), v.as_str()),
+                };
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(format!("--compare-wasm: name {name:?} must be letters, digits, _"));
+                }
+                o.compare_wasm.push((name, PathBuf::from(file)));
+            }
             "--variants" => {
                 o.only_variants = Some(val()?.split(',').map(|v| v.trim().to_string()).collect())
             }
@@ -141,9 +153,9 @@ enum Variant {
     LuaStrip,
     WasmFull,
     WasmStrip,
-    /// The same two jobs with the `--compare-wasm` build.
-    CompareFull,
-    CompareStrip,
+    /// The same two jobs with the n-th `--compare-wasm` build.
+    CompareFull(usize),
+    CompareStrip(usize),
 }
 
 const VARIANTS: [Variant; 5] = [
@@ -153,7 +165,20 @@ const VARIANTS: [Variant; 5] = [
     Variant::WasmFull,
     Variant::WasmStrip,
 ];
-const COMPARE_VARIANTS: [Variant; 2] = [Variant::CompareFull, Variant::CompareStrip];
+
+thread_local! {
+    /// Names of the `--compare-wasm` builds, for variant keys and labels.
+    static COMPARE_NAMES: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn compare_name(index: usize) -> &'static str {
+    COMPARE_NAMES.with(|names| names.borrow().get(index).copied().unwrap_or("compare"))
+}
+
+/// A string for the life of the process (a handful of variant keys and labels per run).
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
 
 impl Variant {
     fn key(self) -> &'static str {
@@ -163,8 +188,8 @@ impl Variant {
             Variant::LuaStrip => report::LUA_STRIP,
             Variant::WasmFull => "wasm_full",
             Variant::WasmStrip => "wasm_strip",
-            Variant::CompareFull => "compare_full",
-            Variant::CompareStrip => "compare_strip",
+            Variant::CompareFull(i) => leak(format!("{}_full", compare_name(i))),
+            Variant::CompareStrip(i) => leak(format!("{}_strip", compare_name(i))),
         }
     }
 
@@ -175,13 +200,13 @@ impl Variant {
             Variant::LuaStrip => "Lua strip-only (equivalent)",
             Variant::WasmFull => "wasm: full impersonation",
             Variant::WasmStrip => "wasm: strip-only",
-            Variant::CompareFull => "wasm (compare): full impersonation",
-            Variant::CompareStrip => "wasm (compare): strip-only",
+            Variant::CompareFull(i) => leak(format!("wasm ({}): full impersonation", compare_name(i))),
+            Variant::CompareStrip(i) => leak(format!("wasm ({}): strip-only", compare_name(i))),
         }
     }
 
     fn has_token_source(self) -> bool {
-        matches!(self, Variant::WasmFull | Variant::CompareFull)
+        matches!(self, Variant::WasmFull | Variant::CompareFull(_))
     }
 }
 
@@ -220,8 +245,8 @@ fn filter_for(variant: Variant, lua: &str, lua_strip: &str) -> Filter {
         Variant::None => Filter::None,
         Variant::Lua => Filter::lua(lua),
         Variant::LuaStrip => Filter::lua(lua_strip),
-        Variant::WasmFull | Variant::CompareFull => full_filter(),
-        Variant::WasmStrip | Variant::CompareStrip => Filter::wasm(""),
+        Variant::WasmFull | Variant::CompareFull(_) => full_filter(),
+        Variant::WasmStrip | Variant::CompareStrip(_) => Filter::wasm(""),
     }
 }
 
@@ -403,6 +428,56 @@ fn equivalence_check(
     acct.per_process_success
         .push(token_successes(&wasm_envoy.envoy));
     result
+}
+
+/// Sends the bench request through the strip-only Lua filter and the strip-only wasm filter to an
+/// echo upstream: both must hand it every header but the client's `impersonate-*` ones, unchanged.
+fn strip_equivalence_check(
+    lua_strip: &str,
+    path: &str,
+    headers: &[(String, String)],
+) -> Result<String, String> {
+    let echo = EchoUpstream::start();
+    let lua_envoy = start_envoy(&EnvoyConfig::proxy(echo.addr()).filter(Filter::lua(lua_strip)))?;
+    let wasm_envoy = start_envoy(&EnvoyConfig::proxy(echo.addr()).filter(Filter::wasm("")))?;
+    let lower = |b: &[u8]| String::from_utf8_lossy(b).to_ascii_lowercase();
+    let mut views = Vec::new();
+    for (name, p) in [("Lua strip-only", &lua_envoy), ("wasm strip-only", &wasm_envoy)] {
+        echo.clear();
+        let r = client::send(p.envoy.addr(), &request(path, headers))
+            .map_err(|e| format!("{name}: {e}"))?;
+        if r.status != 200 {
+            return Err(format!("{name}: status {} {}", r.status, r.text()));
+        }
+        let got = echo.last().ok_or_else(|| format!("{name}: the upstream got nothing"))?;
+        // What the client sent, as the upstream saw it (Envoy adds its own x-request-id etc.).
+        let mut sent: Vec<(String, String)> = got
+            .headers
+            .iter()
+            .map(|(n, v)| (lower(n), String::from_utf8_lossy(v).into_owned()))
+            .filter(|(n, _)| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n)))
+            .collect();
+        sent.sort();
+        views.push(sent);
+    }
+    let expected: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .filter(|n| !n.starts_with("impersonate-"))
+        .collect();
+    for view in &views {
+        let names: Vec<&String> = view.iter().map(|(n, _)| n).collect();
+        if names.iter().any(|n| n.starts_with("impersonate-")) || names.len() != expected.len() {
+            return Err(format!("strip-only: upstream saw {view:?}, expected only {expected:?}"));
+        }
+    }
+    if views[0] != views[1] {
+        return Err(format!("strip-only Lua and wasm differ: {:?} vs {:?}", views[0], views[1]));
+    }
+    Ok(format!(
+        "strip-only passed: both drop the spoofed `Impersonate-*` header and pass the other {} client headers unchanged",
+        expected.len()
+    ))
 }
 
 struct Target {
@@ -593,8 +668,9 @@ fn run(o: &Opts) -> Result<bool, String> {
         _ => "not pinned".into(),
     };
     let mut variants: Vec<Variant> = VARIANTS.to_vec();
-    if o.compare_wasm.is_some() {
-        variants.extend(COMPARE_VARIANTS);
+    for (index, (name, _)) in o.compare_wasm.iter().enumerate() {
+        COMPARE_NAMES.with(|names| names.borrow_mut().push(leak(name.clone())));
+        variants.extend([Variant::CompareFull(index), Variant::CompareStrip(index)]);
     }
     if let Some(only) = &o.only_variants {
         // The baselines every cost is computed from stay.
@@ -619,6 +695,10 @@ fn run(o: &Opts) -> Result<bool, String> {
 
     eprintln!("bench: Lua vs wasm equivalence check");
     let equivalence = equivalence_check(&tokens, &lua, &path, &headers, &mut acct)?;
+    let equivalence = format!(
+        "{equivalence}; {}",
+        strip_equivalence_check(&lua_strip, &path, &headers)?
+    );
     eprintln!("bench: equivalence {equivalence}");
 
     let upstream = start_envoy(&EnvoyConfig::new())?;
@@ -636,10 +716,10 @@ fn run(o: &Opts) -> Result<bool, String> {
             if variant.has_token_source() {
                 cfg = cfg.token_cluster(TOKEN_CLUSTER, tokens.addr());
             }
-            if let (Variant::CompareFull | Variant::CompareStrip, Some(file)) =
-                (variant, &o.compare_wasm)
-            {
-                cfg = cfg.wasm_file(file);
+            if let Variant::CompareFull(i) | Variant::CompareStrip(i) = variant {
+                if let Some((_, file)) = o.compare_wasm.get(i) {
+                    cfg = cfg.wasm_file(file);
+                }
             }
             let proc = start_envoy(&cfg)
                 .map_err(|e| format!("{} / {}: {e}", route.key(), variant.label()))?;
