@@ -18,7 +18,6 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
-    fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
     fn proxy_add_header_map_value(
         map_type: u32,
         key: *const u8,
@@ -195,27 +194,6 @@ pub fn add_header(map_type: u32, name: &[u8], value: &[u8]) -> Result<(), u32> {
     status_result(status)
 }
 
-thread_local! {
-    /// Reused for every serialized header map this VM hands to the host: no allocation per call
-    /// once it has grown to the largest map.
-    static SERIALIZED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Replaces the whole header map with `pairs` (Envoy removes every existing header, then adds
-/// `pairs` in order), in a single host call.
-pub fn set_header_pairs<'p>(
-    map_type: u32,
-    pairs: impl Iterator<Item = (&'p [u8], &'p [u8])> + Clone,
-) -> Result<(), u32> {
-    SERIALIZED.with(|buffer| {
-        let Ok(mut buffer) = buffer.try_borrow_mut() else {
-            return Err(NOT_FOUND);
-        };
-        serialize_pairs_into(&mut buffer, pairs);
-        status_result(unsafe { proxy_set_header_map_pairs(map_type, buffer.as_ptr(), buffer.len()) })
-    })
-}
-
 pub fn get_buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, u32> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
@@ -378,22 +356,12 @@ fn status_result(status: u32) -> Result<(), u32> {
     }
 }
 
+/// The proxy-wasm header map encoding: count, (name length, value length) per pair, then each
+/// name and value followed by a NUL. Only for rare calls (local replies, token callouts).
 fn serialize_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
-    serialize_pairs_into(&mut out, pairs.iter().copied());
-    out
-}
-
-/// The proxy-wasm header map encoding: count, (name length, value length) per pair, then each
-/// name and value followed by a NUL.
-fn serialize_pairs_into<'p>(
-    out: &mut Vec<u8>,
-    pairs: impl Iterator<Item = (&'p [u8], &'p [u8])> + Clone,
-) {
-    out.clear();
-    let count = pairs.clone().count();
-    out.extend_from_slice(&(count as u32).to_le_bytes());
-    for (name, value) in pairs.clone() {
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     }
@@ -403,4 +371,5 @@ fn serialize_pairs_into<'p>(
         out.extend_from_slice(value);
         out.push(0);
     }
+    out
 }
