@@ -142,7 +142,7 @@ fn serve_connection(stream: TcpStream, stop: &AtomicBool, handler: &Handler) {
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else { return };
     let mut reader = Reader::new(stream);
-    for _ in 0..http1::MAX_REQUESTS_PER_CONNECTION {
+    for served in 1..=http1::MAX_REQUESTS_PER_CONNECTION {
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -193,7 +193,9 @@ fn serve_connection(stream: TcpStream, stop: &AtomicBool, handler: &Handler) {
         match reply {
             Reply::Close => break,
             Reply::Respond { status, headers, body } => {
-                let close = !head.keep_alive;
+                // The last response a connection may carry says so: a silent close after it races
+                // with the client's next request on the connection (Envoy answers that one 503).
+                let close = !head.keep_alive || served == http1::MAX_REQUESTS_PER_CONNECTION;
                 if http1::write_response(&mut writer, status, &headers, &body, close).is_err() || close {
                     break;
                 }
