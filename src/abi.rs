@@ -4,19 +4,29 @@
 //! of them on every stream (response headers, body, trailers, log, done, delete), and its
 //! dispatcher does map lookups for each. Measured on the `direct_response` bench route, a no-op
 //! filter built on the SDK cost about 5 µs more per request than one that exports only what it
-//! uses. Exporting only `context_create`, `request_headers` and `delete` on the stream side, Envoy
-//! skips the rest (proxy-wasm-cpp-host treats a missing export as "continue").
+//! uses. On the stream side this module exports only `context_create` and `request_headers`;
+//! Envoy skips the rest (proxy-wasm-cpp-host treats a missing export as "continue" / "done").
+//!
+//! No `proxy_on_done` / `proxy_on_delete`: Envoy would call both on every stream. Nothing here
+//! keeps per-stream state that would need them: `proxy_on_request_headers` finds the stream's
+//! root from the parent recorded by `proxy_on_context_create` (Envoy creates the stream's context
+//! right before its request headers), and the few requests that wait for a token are tracked by
+//! their root, whose tick drops those whose stream is gone. A root context is never deleted from
+//! `ROOTS` (Envoy deletes one only when a listener update replaces the plugin): a few KB per
+//! configuration update, kept for the life of the VM.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::host;
-use crate::http::RequestContext;
-use crate::root::Root;
+use crate::http;
+use crate::root::{Root, VmState};
 
 thread_local! {
     static ROOTS: RefCell<HashMap<u32, Root>> = RefCell::new(HashMap::new());
-    static STREAMS: RefCell<HashMap<u32, RequestContext>> = RefCell::new(HashMap::new());
+    /// The newest stream context and its root: `(context_id, root_id)`.
+    static NEWEST_STREAM: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
 }
 
 /// What `proxy_on_request_headers` answers (Envoy's `FilterHeadersStatus`).
@@ -58,17 +68,26 @@ pub extern "C" fn proxy_on_context_create(context_id: u32, parent_id: u32) {
         });
         return;
     }
-    let stream = ROOTS.with(|roots| {
-        roots
-            .borrow()
-            .get(&parent_id)
-            .and_then(|root| root.create_http_context(context_id))
-    });
-    if let Some(stream) = stream {
-        STREAMS.with(|streams| {
-            streams.borrow_mut().insert(context_id, stream);
-        });
-    }
+    NEWEST_STREAM.with(|newest| newest.set((context_id, parent_id)));
+}
+
+/// The configuration a stream runs under: its root's, found from the parent recorded at context
+/// creation, or the only root of this VM (one plugin per VM, the usual case). `None` when the
+/// plugin is not configured, or when several plugins share this VM and the stream's parent is
+/// unknown: the caller fails closed.
+fn vm_state_of(context_id: u32) -> Option<Rc<VmState>> {
+    let (newest, parent) = NEWEST_STREAM.with(Cell::get);
+    ROOTS.with(|roots| {
+        let roots = roots.borrow();
+        let root = if newest == context_id {
+            roots.get(&parent)
+        } else if roots.len() == 1 {
+            roots.values().next()
+        } else {
+            None
+        };
+        root.and_then(Root::vm_state)
+    })
 }
 
 #[no_mangle]
@@ -113,15 +132,9 @@ pub extern "C" fn proxy_on_http_call_response(
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(context_id: u32, _num_headers: usize, _end_of_stream: u32) -> u32 {
-    let handled = STREAMS.with(|streams| {
-        streams
-            .borrow_mut()
-            .get_mut(&context_id)
-            .map(RequestContext::on_request_headers)
-    });
-    match handled {
-        Some(status) => status,
-        // No stream context means the plugin is not configured: fail closed.
+    match vm_state_of(context_id) {
+        Some(vm) => http::on_request_headers(context_id, &vm),
+        // No configured root for this stream: fail closed.
         None => {
             let _ = host::send_local_response(
                 503,
@@ -131,22 +144,4 @@ pub extern "C" fn proxy_on_request_headers(context_id: u32, _num_headers: usize,
             STOP_ITERATION
         }
     }
-}
-
-/// Root contexts are done at once; nothing is pending that Envoy would have to wait for.
-#[no_mangle]
-pub extern "C" fn proxy_on_done(_context_id: u32) -> u32 {
-    1
-}
-
-#[no_mangle]
-pub extern "C" fn proxy_on_delete(context_id: u32) {
-    let stream = STREAMS.with(|streams| streams.borrow_mut().remove(&context_id));
-    if let Some(mut stream) = stream {
-        stream.on_delete();
-        return;
-    }
-    ROOTS.with(|roots| {
-        roots.borrow_mut().remove(&context_id);
-    });
 }

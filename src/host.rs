@@ -18,7 +18,13 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
-    fn proxy_set_header_map_pairs(map_type: u32, data: *const u8, size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -180,11 +186,12 @@ pub fn replace_header(map_type: u32, name: &[u8], value: &[u8]) -> Result<(), u3
     status_result(status)
 }
 
-/// Replaces the whole header map with `pairs` (Envoy removes every existing header, then adds
-/// `pairs` in order), in a single host call.
-pub fn set_header_pairs(map_type: u32, pairs: &[(&[u8], &[u8])]) -> Result<(), u32> {
-    let serialized = serialize_pairs(pairs);
-    status_result(unsafe { proxy_set_header_map_pairs(map_type, serialized.as_ptr(), serialized.len()) })
+/// Adds a header line, keeping any with the same name.
+pub fn add_header(map_type: u32, name: &[u8], value: &[u8]) -> Result<(), u32> {
+    let status = unsafe {
+        proxy_add_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    };
+    status_result(status)
 }
 
 pub fn get_buffer(buffer_type: u32, max_size: usize) -> Result<Vec<u8>, u32> {
@@ -349,12 +356,10 @@ fn status_result(status: u32) -> Result<(), u32> {
     }
 }
 
+/// The proxy-wasm header map encoding: count, (name length, value length) per pair, then each
+/// name and value followed by a NUL. Only for rare calls (local replies, token callouts).
 fn serialize_pairs(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut size = 4;
-    for (name, value) in pairs {
-        size += 8 + name.len() + value.len() + 2;
-    }
-    let mut out = Vec::with_capacity(size);
+    let mut out = Vec::new();
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (name, value) in pairs {
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());

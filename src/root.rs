@@ -1,14 +1,13 @@
 //! The root context of one worker VM: loads the configuration, and in full-impersonation mode
 //! keeps the shared token fresh from its tick and wakes this worker's waiting requests.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use log::{error, info, warn};
 
 use crate::config::{FilterConfig, TokenSourceConfig, TokenSourceKind};
 use crate::host;
-use crate::http::RequestContext;
 use crate::metrics::Metrics;
 use crate::random::Rng;
 use crate::rbac_runtime::{RbacChecker, RbacGate};
@@ -18,11 +17,15 @@ use crate::token::request::{self, Credentials};
 use crate::token::response::{self, FetchError, FetchFailure};
 use crate::token::state::{SharedState, Timing};
 
-/// While a request waits or no token is usable, poll the shared token this often.
+/// While a request waits, no token is usable, or the token nears the end of its use, poll the
+/// shared token this often.
 const FAST_TICK_MS: u32 = 20;
 /// Otherwise, look at the shared token this often to refresh it on time; also how often the
 /// batched request counters reach Envoy's stats.
 const SLOW_TICK_MS: u32 = 200;
+/// Tick fast once the token's use ends within this many milliseconds, so it is retired
+/// [`FAST_TICK_MS`] before its end rather than up to [`SLOW_TICK_MS`] before it.
+const NEAR_END_OF_USE_MS: u64 = 2 * SLOW_TICK_MS as u64;
 const CAS_ATTEMPTS: usize = 16;
 
 /// What one worker VM shares between its root context and its HTTP contexts.
@@ -37,6 +40,11 @@ pub struct VmState {
 pub struct TokenRuntime {
     pub key: String,
     pub local: RefCell<Option<LocalToken>>,
+    /// `local`'s token, while it stays usable until the next tick: requests read this, so they
+    /// need no clock and no shared data. Only the tick and a fetch answer change it.
+    usable: RefCell<Option<Rc<str>>>,
+    /// How far ahead of a token's end of use the tick retires it: the time to the next tick.
+    retire_ahead_ms: Cell<u64>,
     pub waiters: RefCell<Vec<Waiter>>,
 }
 
@@ -53,9 +61,43 @@ pub struct Waiter {
 }
 
 impl TokenRuntime {
+    fn new(key: String) -> TokenRuntime {
+        TokenRuntime {
+            key,
+            local: RefCell::new(None),
+            usable: RefCell::new(None),
+            retire_ahead_ms: Cell::new(u64::from(FAST_TICK_MS)),
+            waiters: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The `Authorization` value for a request now: the token the tick found usable until its
+    /// next run. No clock read, no shared-data read, no copy (a reference count).
+    ///
+    /// Why this never forwards a token past its end of use: the tick (and a fetch answer) keep it
+    /// only while `now + time to the next tick < usable_until` ([`TokenRuntime::refresh_usable`]),
+    /// and tick fast near the end, so the tick that retires it runs before `usable_until`. A tick
+    /// delayed by a busy worker can let a request through after `usable_until`, but still
+    /// ahead of the token's real expiry by the usable margin (a tenth of its lifetime, up to 10 s;
+    /// see `token::state`).
+    pub fn usable_authorization(&self) -> Option<Rc<str>> {
+        self.usable.borrow().clone()
+    }
+
+    /// Recomputes [`TokenRuntime::usable_authorization`] for the time until the next tick.
+    fn refresh_usable(&self, now_ms: u64) {
+        let ahead = self.retire_ahead_ms.get();
+        *self.usable.borrow_mut() = self
+            .local
+            .borrow()
+            .as_ref()
+            .filter(|local| now_ms.saturating_add(ahead) < local.usable_until_ms)
+            .map(|local| Rc::clone(&local.authorization));
+    }
+
     /// The `Authorization` value to inject now, if a usable token exists. Falls back to the shared
-    /// copy when this worker's copy went stale between ticks.
-    pub fn authorization(&self, now_ms: u64) -> Option<Rc<str>> {
+    /// copy when this worker's copy went stale between ticks. For the tick and fetch answers.
+    fn authorization(&self, now_ms: u64) -> Option<Rc<str>> {
         if let Some(local) = self.local.borrow().as_ref() {
             if now_ms < local.usable_until_ms {
                 return Some(Rc::clone(&local.authorization));
@@ -85,6 +127,8 @@ impl TokenRuntime {
             Some(_) => {}
             None => *local = None,
         }
+        drop(local);
+        self.refresh_usable(now_ms);
     }
 }
 
@@ -391,11 +435,10 @@ impl Root {
                 return false;
             }
         };
-        let token = config.token_source.as_ref().map(|source| TokenRuntime {
-            key: source.cache_key(),
-            local: RefCell::new(None),
-            waiters: RefCell::new(Vec::new()),
-        });
+        let token = config
+            .token_source
+            .as_ref()
+            .map(|source| TokenRuntime::new(source.cache_key()));
         info!(
             "kiali-header-auth {} configured: mode {:?}{}",
             env!("CARGO_PKG_VERSION"),
@@ -438,22 +481,44 @@ impl Root {
         self.maybe_start_fetch(&state, now_ms);
         self.rbac.on_tick(&state, now_ms);
         self.serve_waiters(&state, now_ms);
-        let usable = runtime
-            .local
-            .borrow()
-            .as_ref()
-            .is_some_and(|local| now_ms < local.usable_until_ms);
-        if let Some(local) = runtime.local.borrow().as_ref() {
+        self.drop_gone_waiters(runtime);
+        let usable_until_ms = runtime.local.borrow().as_ref().map(|local| local.usable_until_ms);
+        if let Some(until) = usable_until_ms {
             self.metrics
-                .token_seconds_to_expiry(local.usable_until_ms.saturating_sub(now_ms) / 1000);
+                .token_seconds_to_expiry(until.saturating_sub(now_ms) / 1000);
         }
-        let idle = usable && runtime.waiters.borrow().is_empty();
-        self.set_tick(if idle { SLOW_TICK_MS } else { FAST_TICK_MS });
+        // Slow ticks only while a token stays usable well past the next slow tick and no
+        // request waits; then retire the token one tick period ahead of its end of use.
+        let idle = usable_until_ms
+            .is_some_and(|until| now_ms + NEAR_END_OF_USE_MS < until)
+            && runtime.waiters.borrow().is_empty();
+        let period = if idle { SLOW_TICK_MS } else { FAST_TICK_MS };
+        self.set_tick(period);
+        runtime.retire_ahead_ms.set(u64::from(period));
+        runtime.refresh_usable(now_ms);
     }
 
-    pub fn create_http_context(&self, context_id: u32) -> Option<RequestContext> {
-        let state = self.state.clone()?;
-        Some(RequestContext::new(context_id, state))
+    /// Forgets waiting requests whose stream is gone (reset by the client): Envoy no longer
+    /// knows their context. There is no per-stream delete callback to do it (see `abi`).
+    fn drop_gone_waiters(&self, runtime: &TokenRuntime) {
+        if runtime.waiters.borrow().is_empty() {
+            return;
+        }
+        let before = runtime.waiters.borrow().len();
+        runtime
+            .waiters
+            .borrow_mut()
+            .retain(|waiter| host::set_effective_context(waiter.context_id).is_ok());
+        let _ = host::set_effective_context(self.context_id);
+        let gone = before - runtime.waiters.borrow().len();
+        for _ in 0..gone {
+            self.metrics.left_queue(false);
+        }
+    }
+
+    /// This root's configuration and token, once configured: what its streams run under.
+    pub fn vm_state(&self) -> Option<Rc<VmState>> {
+        self.state.clone()
     }
 }
 

@@ -245,17 +245,37 @@ fn trusted_peers_by_source_address() {
 
 #[test]
 fn access_log_shows_the_impersonated_user() {
+    let log_wait = std::time::Duration::from_secs(10);
+    // By default the access log reads the user from the request header the filter set; no filter
+    // state is set (it costs a host call per request).
     let upstream = harness::EchoUpstream::start();
     let config = harness::EnvoyConfig::proxy(upstream.addr())
         .access_log(true)
         .filter(wasm_filter(OAUTH2_PROXY));
     let envoy = harness::Envoy::start(&config);
-    assert_eq!(send(&envoy, &alice()).status, 200);
-    assert_refused(&send(&envoy, &ClientRequest::get("/nobody")), 401, "identity_missing");
+    assert_eq!(send(&envoy, &alice().header("Impersonate-User", "admin")).status, 200);
+    assert_eq!(text_values(&upstream.last().unwrap(), "impersonate-user"), vec!["alice"]);
+    // A refused request never shows the user the client chose.
+    let spoofed = ClientRequest::get("/nobody").header("Impersonate-User", "admin");
+    assert_refused(&send(&envoy, &spoofed), 401, "identity_missing");
     assert!(
-        envoy.wait_for_log("ACCESS GET /api/namespaces 200 user=alice", std::time::Duration::from_secs(10)),
+        envoy.wait_for_log("ACCESS GET /api/namespaces 200 user=alice state=-", log_wait),
         "{}",
         envoy.log()
     );
-    assert!(envoy.wait_for_log("ACCESS GET /nobody 401 user=-", std::time::Duration::from_secs(10)));
+    assert!(envoy.wait_for_log("ACCESS GET /nobody 401 user=- state=-", log_wait), "{}", envoy.log());
+    drop(envoy);
+
+    // Asked for in the configuration, the filter state carries the user too.
+    let with_state = r#"{"identity":{"preset":"oauth2-proxy"},"access_log_filter_state":true}"#;
+    let config = harness::EnvoyConfig::proxy(upstream.addr())
+        .access_log(true)
+        .filter(wasm_filter(with_state));
+    let envoy = harness::Envoy::start(&config);
+    assert_eq!(send(&envoy, &alice()).status, 200);
+    assert!(
+        envoy.wait_for_log("ACCESS GET /api/namespaces 200 user=alice state=alice", log_wait),
+        "{with_state}\n{}",
+        envoy.log()
+    );
 }

@@ -257,7 +257,7 @@ impl EnvoyConfig {
             // The same line as envoy.yaml: the impersonated user comes from the filter's state.
             let _ = writeln!(w, "              log_format:");
             let _ = writeln!(w, "                text_format_source:");
-            let _ = writeln!(w, "                  inline_string: \"ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% user=%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%\\n\"");
+            let _ = writeln!(w, "                  inline_string: \"ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% user=%REQ(IMPERSONATE-USER)% state=%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%\\n\"");
         }
         let _ = writeln!(w, "          route_config:");
         let _ = writeln!(w, "            name: local");

@@ -79,6 +79,10 @@ pub struct FilterConfig {
     pub max_request_wait: Duration,
     pub max_waiting_requests: usize,
     pub rbac_check: RbacCheckMode,
+    /// Also set the mapped user as filter state `wasm.kiali_header_auth.user` (for
+    /// `%FILTER_STATE(...)%` in access logs): one more host call per request, so off by default;
+    /// `%REQ(IMPERSONATE-USER)%` prints the same user for free.
+    pub access_log_filter_state: bool,
 }
 
 impl FilterConfig {
@@ -175,6 +179,7 @@ fn compile(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         max_request_wait: Duration::from_millis(max_request_wait_ms),
         max_waiting_requests,
         rbac_check,
+        access_log_filter_state: raw.access_log_filter_state,
     })
 }
 

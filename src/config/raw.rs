@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     pub(super) max_request_wait_ms: Option<u64>,
     pub(super) max_waiting_requests: Option<usize>,
     pub(super) rbac_check: Option<String>,
+    #[serde(default)]
+    pub(super) access_log_filter_state: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

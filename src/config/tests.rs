@@ -418,3 +418,13 @@ fn what_a_configuration_may_send_covers_both_sources_and_audit_extras() {
         .unwrap();
     assert!(identity.may_send_groups() && identity.may_send_uid());
 }
+
+#[test]
+fn filter_state_for_access_logs_is_off_unless_asked_for() {
+    let default = parse(r#"{"identity":{"preset":"oauth2-proxy"}}"#).unwrap();
+    assert!(!default.access_log_filter_state, "one host call per request only when asked for");
+    let asked = parse(r#"{"identity":{"preset":"oauth2-proxy"},"access_log_filter_state":true}"#).unwrap();
+    assert!(asked.access_log_filter_state);
+    let err = error(r#"{"access_log_filter_state":"yes"}"#);
+    assert_eq!(err.field, "access_log_filter_state", "{err}");
+}

@@ -35,6 +35,13 @@ const USAGE: &str = "usage: bench [options]
   --wrk PATH          wrk binary (default: wrk on PATH)
   --script PATH       wrk script (default bench/request.lua)
   --lua PATH          the equivalent Lua filter (default bench/equivalent.lua)
+  --lua-strip PATH    the strip-only Lua filter (default bench/strip_only.lua)
+  --compare-wasm [NAME=]PATH  another build of the filter, measured in the same run as
+                      `wasm (NAME)` variants (full and strip-only; keys NAME_full, NAME_strip;
+                      NAME defaults to compare): an A/B of builds; may be repeated
+  --route ROUTE       only this route: direct_response or proxied (default both)
+  --variants LIST     only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,
+                      wasm_strip,compare_full,compare_strip); `none` and `lua` are always kept
   --out DIR           where latest.md and latest.json go (default bench/results)
   --no-pin            do not pin Envoy / wrk to CPUs
   --quiet-wait SECS   total time the bench may wait, before runs, for other processes to leave
@@ -58,6 +65,11 @@ struct Opts {
     wrk: PathBuf,
     script: PathBuf,
     lua: PathBuf,
+    lua_strip: PathBuf,
+    /// (name, module) of each `--compare-wasm`.
+    compare_wasm: Vec<(String, PathBuf)>,
+    routes: Vec<RouteKind>,
+    only_variants: Option<Vec<String>>,
     out: PathBuf,
     pin: bool,
     quiet_wait: Duration,
@@ -74,6 +86,10 @@ fn parse_args() -> Result<Opts, String> {
         wrk: PathBuf::from("wrk"),
         script: root.join("bench/request.lua"),
         lua: root.join("bench/equivalent.lua"),
+        lua_strip: root.join("bench/strip_only.lua"),
+        compare_wasm: Vec::new(),
+        routes: vec![RouteKind::Direct, RouteKind::Proxied],
+        only_variants: None,
         out: root.join("bench/results"),
         pin: true,
         quiet_wait: Duration::from_secs(90),
@@ -94,6 +110,29 @@ fn parse_args() -> Result<Opts, String> {
             "--wrk" => o.wrk = PathBuf::from(val()?),
             "--script" => o.script = PathBuf::from(val()?),
             "--lua" => o.lua = PathBuf::from(val()?),
+            "--lua-strip" => o.lua_strip = PathBuf::from(val()?),
+            "--compare-wasm" => {
+                let v = val()?;
+                let (name, file) = match v.split_once('=') {
+                    Some((name, file)) => (name.to_string(), file),
+                    None => ("compare".to_string(), v.as_str()),
+                };
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    return Err(format!("--compare-wasm: name {name:?} must be letters, digits, _"));
+                }
+                o.compare_wasm.push((name, PathBuf::from(file)));
+            }
+            "--variants" => {
+                o.only_variants = Some(val()?.split(',').map(|v| v.trim().to_string()).collect())
+            }
+            "--route" => {
+                let v = val()?;
+                o.routes = vec![match v.as_str() {
+                    "direct_response" | "direct" => RouteKind::Direct,
+                    "proxied" => RouteKind::Proxied,
+                    _ => return Err(format!("--route: direct_response or proxied, not {v}")),
+                }]
+            }
             "--out" => o.out = PathBuf::from(val()?),
             "--no-pin" => o.pin = false,
             "--quiet-wait" => o.quiet_wait = Duration::from_secs(num(val()?)?),
@@ -111,24 +150,46 @@ fn parse_args() -> Result<Opts, String> {
 enum Variant {
     None,
     Lua,
+    LuaStrip,
     WasmFull,
     WasmStrip,
+    /// The same two jobs with the n-th `--compare-wasm` build.
+    CompareFull(usize),
+    CompareStrip(usize),
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant::None,
     Variant::Lua,
+    Variant::LuaStrip,
     Variant::WasmFull,
     Variant::WasmStrip,
 ];
+
+thread_local! {
+    /// Names of the `--compare-wasm` builds, for variant keys and labels.
+    static COMPARE_NAMES: std::cell::RefCell<Vec<&'static str>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn compare_name(index: usize) -> &'static str {
+    COMPARE_NAMES.with(|names| names.borrow().get(index).copied().unwrap_or("compare"))
+}
+
+/// A string for the life of the process (a handful of variant keys and labels per run).
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
 
 impl Variant {
     fn key(self) -> &'static str {
         match self {
             Variant::None => report::NONE,
             Variant::Lua => report::LUA,
+            Variant::LuaStrip => report::LUA_STRIP,
             Variant::WasmFull => "wasm_full",
             Variant::WasmStrip => "wasm_strip",
+            Variant::CompareFull(i) => leak(format!("{}_full", compare_name(i))),
+            Variant::CompareStrip(i) => leak(format!("{}_strip", compare_name(i))),
         }
     }
 
@@ -136,9 +197,16 @@ impl Variant {
         match self {
             Variant::None => "no filter",
             Variant::Lua => "Lua (equivalent)",
+            Variant::LuaStrip => "Lua strip-only (equivalent)",
             Variant::WasmFull => "wasm: full impersonation",
             Variant::WasmStrip => "wasm: strip-only",
+            Variant::CompareFull(i) => leak(format!("wasm ({}): full impersonation", compare_name(i))),
+            Variant::CompareStrip(i) => leak(format!("wasm ({}): strip-only", compare_name(i))),
         }
+    }
+
+    fn has_token_source(self) -> bool {
+        matches!(self, Variant::WasmFull | Variant::CompareFull(_))
     }
 }
 
@@ -172,12 +240,13 @@ fn full_filter() -> Filter {
     }
 }
 
-fn filter_for(variant: Variant, lua: &str) -> Filter {
+fn filter_for(variant: Variant, lua: &str, lua_strip: &str) -> Filter {
     match variant {
         Variant::None => Filter::None,
         Variant::Lua => Filter::lua(lua),
-        Variant::WasmFull => full_filter(),
-        Variant::WasmStrip => Filter::wasm(""),
+        Variant::LuaStrip => Filter::lua(lua_strip),
+        Variant::WasmFull | Variant::CompareFull(_) => full_filter(),
+        Variant::WasmStrip | Variant::CompareStrip(_) => Filter::wasm(""),
     }
 }
 
@@ -361,6 +430,56 @@ fn equivalence_check(
     result
 }
 
+/// Sends the bench request through the strip-only Lua filter and the strip-only wasm filter to an
+/// echo upstream: both must hand it every header but the client's `impersonate-*` ones, unchanged.
+fn strip_equivalence_check(
+    lua_strip: &str,
+    path: &str,
+    headers: &[(String, String)],
+) -> Result<String, String> {
+    let echo = EchoUpstream::start();
+    let lua_envoy = start_envoy(&EnvoyConfig::proxy(echo.addr()).filter(Filter::lua(lua_strip)))?;
+    let wasm_envoy = start_envoy(&EnvoyConfig::proxy(echo.addr()).filter(Filter::wasm("")))?;
+    let lower = |b: &[u8]| String::from_utf8_lossy(b).to_ascii_lowercase();
+    let mut views = Vec::new();
+    for (name, p) in [("Lua strip-only", &lua_envoy), ("wasm strip-only", &wasm_envoy)] {
+        echo.clear();
+        let r = client::send(p.envoy.addr(), &request(path, headers))
+            .map_err(|e| format!("{name}: {e}"))?;
+        if r.status != 200 {
+            return Err(format!("{name}: status {} {}", r.status, r.text()));
+        }
+        let got = echo.last().ok_or_else(|| format!("{name}: the upstream got nothing"))?;
+        // What the client sent, as the upstream saw it (Envoy adds its own x-request-id etc.).
+        let mut sent: Vec<(String, String)> = got
+            .headers
+            .iter()
+            .map(|(n, v)| (lower(n), String::from_utf8_lossy(v).into_owned()))
+            .filter(|(n, _)| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n)))
+            .collect();
+        sent.sort();
+        views.push(sent);
+    }
+    let expected: Vec<String> = headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .filter(|n| !n.starts_with("impersonate-"))
+        .collect();
+    for view in &views {
+        let names: Vec<&String> = view.iter().map(|(n, _)| n).collect();
+        if names.iter().any(|n| n.starts_with("impersonate-")) || names.len() != expected.len() {
+            return Err(format!("strip-only: upstream saw {view:?}, expected only {expected:?}"));
+        }
+    }
+    if views[0] != views[1] {
+        return Err(format!("strip-only Lua and wasm differ: {:?} vs {:?}", views[0], views[1]));
+    }
+    Ok(format!(
+        "strip-only passed: both drop the spoofed `Impersonate-*` header and pass the other {} client headers unchanged",
+        expected.len()
+    ))
+}
+
 struct Target {
     route: RouteKind,
     variant: Variant,
@@ -518,6 +637,8 @@ fn run(o: &Opts) -> Result<bool, String> {
     let script =
         std::fs::read_to_string(&o.script).map_err(|e| format!("{}: {e}", o.script.display()))?;
     let lua = std::fs::read_to_string(&o.lua).map_err(|e| format!("{}: {e}", o.lua.display()))?;
+    let lua_strip = std::fs::read_to_string(&o.lua_strip)
+        .map_err(|e| format!("{}: {e}", o.lua_strip.display()))?;
     let headers = wrk_script_headers(&script);
     let path = wrk_script_path(&script).unwrap_or_else(|| "/".into());
     if headers.is_empty() {
@@ -546,10 +667,22 @@ fn run(o: &Opts) -> Result<bool, String> {
         ),
         _ => "not pinned".into(),
     };
-    let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * 8) as f64
-        + (o.warmup.as_secs_f64() + 0.3) * 8.0;
+    let mut variants: Vec<Variant> = VARIANTS.to_vec();
+    for (index, (name, _)) in o.compare_wasm.iter().enumerate() {
+        COMPARE_NAMES.with(|names| names.borrow_mut().push(leak(name.clone())));
+        variants.extend([Variant::CompareFull(index), Variant::CompareStrip(index)]);
+    }
+    if let Some(only) = &o.only_variants {
+        // The baselines every cost is computed from stay.
+        variants.retain(|v| {
+            matches!(v, Variant::None | Variant::Lua) || only.iter().any(|k| k == v.key())
+        });
+    }
+    let runs_per_round = variants.len() * o.routes.len();
+    let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * runs_per_round) as f64
+        + (o.warmup.as_secs_f64() + 0.3) * runs_per_round as f64;
     eprintln!(
-        "bench: {} rounds x 8 runs of {} s (+ warm-up {} s each): about {:.0} s of load; {pinning}",
+        "bench: {} rounds x {runs_per_round} runs of {} s (+ warm-up {} s each): about {:.0} s of load; {pinning}",
         o.rounds,
         o.duration.as_secs(),
         o.warmup.as_secs(),
@@ -562,26 +695,35 @@ fn run(o: &Opts) -> Result<bool, String> {
 
     eprintln!("bench: Lua vs wasm equivalence check");
     let equivalence = equivalence_check(&tokens, &lua, &path, &headers, &mut acct)?;
+    let equivalence = format!(
+        "{equivalence}; {}",
+        strip_equivalence_check(&lua_strip, &path, &headers)?
+    );
     eprintln!("bench: equivalence {equivalence}");
 
     let upstream = start_envoy(&EnvoyConfig::new())?;
     pin(upstream.envoy.pid(), cpus.load);
 
     let mut targets: Vec<Target> = Vec::new();
-    for route in [RouteKind::Direct, RouteKind::Proxied] {
-        for variant in VARIANTS {
+    for &route in &o.routes {
+        for &variant in &variants {
             let mut cfg = match route {
                 RouteKind::Direct => EnvoyConfig::new(),
                 RouteKind::Proxied => EnvoyConfig::proxy(upstream.envoy.addr()),
             }
             .concurrency(1)
-            .filter(filter_for(variant, &lua));
-            if variant == Variant::WasmFull {
+            .filter(filter_for(variant, &lua, &lua_strip));
+            if variant.has_token_source() {
                 cfg = cfg.token_cluster(TOKEN_CLUSTER, tokens.addr());
+            }
+            if let Variant::CompareFull(i) | Variant::CompareStrip(i) = variant {
+                if let Some((_, file)) = o.compare_wasm.get(i) {
+                    cfg = cfg.wasm_file(file);
+                }
             }
             let proc = start_envoy(&cfg)
                 .map_err(|e| format!("{} / {}: {e}", route.key(), variant.label()))?;
-            if variant == Variant::WasmFull {
+            if variant.has_token_source() {
                 acct.processes += 1;
                 wait_for_token(&proc.envoy)?;
             }
@@ -739,7 +881,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         })
         .collect();
     for t in &targets {
-        if t.variant == Variant::WasmFull {
+        if t.variant.has_token_source() {
             acct.per_process_success
                 .push(token_successes(&t.proc.envoy));
         }
