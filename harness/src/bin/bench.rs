@@ -25,37 +25,83 @@ use harness::{
     client, paths, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService,
 };
 
-const USAGE: &str = "usage: bench [options]
-
-  --rounds N          measured rounds, round-robin over every variant and route (default 5, min 1)
-  --duration SECS     seconds per measured wrk run (default 5)
-  --warmup SECS       seconds of the warm-up run per Envoy (default 2)
-  --connections N     wrk connections (default 20)
-  --threads N         wrk threads (default 1)
-  --wrk PATH          wrk binary (default: wrk on PATH)
-  --script PATH       wrk script (default bench/request.lua)
-  --lua PATH          the equivalent Lua filter (default bench/equivalent.lua)
-  --lua-strip PATH    the strip-only Lua filter (default bench/strip_only.lua)
-  --compare-wasm [NAME=]PATH  another build of the filter, measured in the same run as
-                      `wasm (NAME)` variants (full and strip-only; keys NAME_full, NAME_strip;
-                      NAME defaults to compare): an A/B of builds; may be repeated
-  --route ROUTE       only this route: direct_response or proxied (default both)
-  --variants LIST     only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,
-                      wasm_strip,compare_full,compare_strip); `none` and `lua` are always kept
-  --out DIR           where latest.md and latest.json go (default bench/results)
-  --no-pin            do not pin Envoy / wrk to CPUs
-  --quiet-wait SECS   total time the bench may wait, before runs, for other processes to leave
-                      the CPUs alone (default 90; 0: never wait)
-  -h, --help
-
-Environment: ENVOY_BIN (the Envoy binary), KHA_WASM (the filter).
-";
-
 const STAT: &str = "wasmcustom.kiali_header_auth.";
 const TOKEN_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local";
 const BOOTSTRAP: &str = "bench-bootstrap-bearer";
 const LUA_TOKEN: &str = "kha-lua-cached-token";
 
+/// Throughput and latency: no filter vs. an equivalent Lua filter vs. kiali-header-auth.
+#[derive(clap::Parser, Debug)]
+#[command(name = "bench", after_help = "Environment: ENVOY_BIN (the Envoy binary), KHA_WASM (the filter).")]
+struct Cli {
+    /// Measured rounds, round-robin over every variant and route (min 1)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    rounds: u64,
+    /// Seconds per measured wrk run (min 1)
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    duration: u64,
+    /// Seconds of the warm-up run per Envoy
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    warmup: u64,
+    /// wrk connections (min 1)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    connections: u32,
+    /// wrk threads (min 1)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: u32,
+    /// wrk binary
+    #[arg(long, value_name = "PATH", default_value = "wrk")]
+    wrk: PathBuf,
+    /// wrk script [default: bench/request.lua]
+    #[arg(long, value_name = "PATH")]
+    script: Option<PathBuf>,
+    /// The equivalent Lua filter [default: bench/equivalent.lua]
+    #[arg(long, value_name = "PATH")]
+    lua: Option<PathBuf>,
+    /// The strip-only Lua filter [default: bench/strip_only.lua]
+    #[arg(long, value_name = "PATH")]
+    lua_strip: Option<PathBuf>,
+    /// Another build of the filter, measured in the same run as `wasm (NAME)` variants (full and
+    /// strip-only; keys NAME_full, NAME_strip; NAME defaults to compare): an A/B of builds; may
+    /// be repeated
+    #[arg(long, value_name = "[NAME=]PATH", value_parser = parse_compare_wasm)]
+    compare_wasm: Vec<(String, PathBuf)>,
+    /// Only this route: direct_response (or direct) or proxied [default: both]
+    #[arg(long, value_name = "ROUTE", value_parser = parse_route)]
+    route: Option<RouteKind>,
+    /// Only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,wasm_strip,
+    /// compare_full,compare_strip); `none` and `lua` are always kept
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    variants: Option<Vec<String>>,
+    /// Where latest.md and latest.json go [default: bench/results]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Do not pin Envoy / wrk to CPUs
+    #[arg(long)]
+    no_pin: bool,
+    /// Total time the bench may wait, before runs, for other processes to leave the CPUs alone
+    /// (0: never wait)
+    #[arg(long, value_name = "SECS", default_value_t = 90)]
+    quiet_wait: u64,
+}
+
+fn parse_compare_wasm(value: &str) -> Result<(String, PathBuf), String> {
+    let (name, file) = value.split_once('=').unwrap_or(("compare", value));
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("name {name:?} must be letters, digits, _"));
+    }
+    Ok((name.to_string(), PathBuf::from(file)))
+}
+
+fn parse_route(value: &str) -> Result<RouteKind, String> {
+    match value {
+        "direct_response" | "direct" => Ok(RouteKind::Direct),
+        "proxied" => Ok(RouteKind::Proxied),
+        _ => Err(format!("direct_response or proxied, not {value}")),
+    }
+}
+
+/// The run's settings: [`Cli`] with defaults under the repository root and minimums applied.
 struct Opts {
     rounds: usize,
     duration: Duration,
@@ -75,75 +121,27 @@ struct Opts {
     quiet_wait: Duration,
 }
 
-fn parse_args() -> Result<Opts, String> {
-    let root = paths::repo_root();
-    let mut o = Opts {
-        rounds: 5,
-        duration: Duration::from_secs(5),
-        warmup: Duration::from_secs(2),
-        connections: 20,
-        threads: 1,
-        wrk: PathBuf::from("wrk"),
-        script: root.join("bench/request.lua"),
-        lua: root.join("bench/equivalent.lua"),
-        lua_strip: root.join("bench/strip_only.lua"),
-        compare_wasm: Vec::new(),
-        routes: vec![RouteKind::Direct, RouteKind::Proxied],
-        only_variants: None,
-        out: root.join("bench/results"),
-        pin: true,
-        quiet_wait: Duration::from_secs(90),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        let num = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{a}: not a number: {v}"))
-        };
-        match a.as_str() {
-            "--rounds" => o.rounds = num(val()?)?.max(1) as usize,
-            "--duration" => o.duration = Duration::from_secs(num(val()?)?.max(1)),
-            "--warmup" => o.warmup = Duration::from_secs(num(val()?)?),
-            "--connections" => o.connections = num(val()?)?.max(1) as u32,
-            "--threads" => o.threads = num(val()?)?.max(1) as u32,
-            "--wrk" => o.wrk = PathBuf::from(val()?),
-            "--script" => o.script = PathBuf::from(val()?),
-            "--lua" => o.lua = PathBuf::from(val()?),
-            "--lua-strip" => o.lua_strip = PathBuf::from(val()?),
-            "--compare-wasm" => {
-                let v = val()?;
-                let (name, file) = match v.split_once('=') {
-                    Some((name, file)) => (name.to_string(), file),
-                    None => ("compare".to_string(), v.as_str()),
-                };
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!("--compare-wasm: name {name:?} must be letters, digits, _"));
-                }
-                o.compare_wasm.push((name, PathBuf::from(file)));
-            }
-            "--variants" => {
-                o.only_variants = Some(val()?.split(',').map(|v| v.trim().to_string()).collect())
-            }
-            "--route" => {
-                let v = val()?;
-                o.routes = vec![match v.as_str() {
-                    "direct_response" | "direct" => RouteKind::Direct,
-                    "proxied" => RouteKind::Proxied,
-                    _ => return Err(format!("--route: direct_response or proxied, not {v}")),
-                }]
-            }
-            "--out" => o.out = PathBuf::from(val()?),
-            "--no-pin" => o.pin = false,
-            "--quiet-wait" => o.quiet_wait = Duration::from_secs(num(val()?)?),
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => return Err(format!("unknown argument {a}")),
+impl From<Cli> for Opts {
+    fn from(cli: Cli) -> Opts {
+        let root = paths::repo_root();
+        Opts {
+            rounds: cli.rounds.max(1) as usize,
+            duration: Duration::from_secs(cli.duration.max(1)),
+            warmup: Duration::from_secs(cli.warmup),
+            connections: cli.connections.max(1),
+            threads: cli.threads.max(1),
+            wrk: cli.wrk,
+            script: cli.script.unwrap_or_else(|| root.join("bench/request.lua")),
+            lua: cli.lua.unwrap_or_else(|| root.join("bench/equivalent.lua")),
+            lua_strip: cli.lua_strip.unwrap_or_else(|| root.join("bench/strip_only.lua")),
+            compare_wasm: cli.compare_wasm,
+            routes: cli.route.map_or_else(|| vec![RouteKind::Direct, RouteKind::Proxied], |route| vec![route]),
+            only_variants: cli.variants.map(|keys| keys.iter().map(|key| key.trim().to_string()).collect()),
+            out: cli.out.unwrap_or_else(|| root.join("bench/results")),
+            pin: !cli.no_pin,
+            quiet_wait: Duration::from_secs(cli.quiet_wait),
         }
     }
-    Ok(o)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -614,13 +612,7 @@ fn envoy_version(bin: &Path) -> String {
 }
 
 fn main() {
-    let opts = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench: {e}\n\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let opts = Opts::from(<Cli as clap::Parser>::parse());
     match run(&opts) {
         Ok(ok) => std::process::exit(if ok { 0 } else { 1 }),
         Err(e) => {
