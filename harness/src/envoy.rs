@@ -391,14 +391,16 @@ pub fn parse_stats_json(body: &str) -> BTreeMap<String, u64> {
     out
 }
 
-/// Parses admin text `/stats` output (`name: value` lines; histogram lines skipped).
-pub fn parse_stats_text(body: &str) -> BTreeMap<String, u64> {
-    body.lines()
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(": ")?;
-            Some((name.trim().to_string(), value.trim().parse::<u64>().ok()?))
-        })
-        .collect()
+/// Calls `probe` every `interval` until it returns `Some` or `timeout` passes (then one last call).
+fn poll_until<T>(timeout: Duration, interval: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = probe();
+        if found.is_some() || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(interval);
+    }
 }
 
 /// Runs `envoy --mode validate -c path`.
@@ -617,30 +619,20 @@ impl Envoy {
     /// Polls admin `/ready` until it answers 200, Envoy exits, `timeout` passes or
     /// `abort` is set. The error includes the Envoy log.
     pub fn wait_ready(&self, timeout: Duration, abort: Option<&AtomicBool>) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let outcome = poll_until(timeout, Duration::from_millis(50), || {
             if let Some(status) = self.exit_status() {
-                return Err(format!("envoy exited before becoming ready ({status}); log:\n{}", self.log()));
+                return Some(Err(format!("envoy exited before becoming ready ({status}); log:\n{}", self.log())));
             }
             if abort.is_some_and(|a| a.load(Ordering::SeqCst)) {
-                return Err("aborted while waiting for envoy".into());
+                return Some(Err("aborted while waiting for envoy".into()));
             }
-            let req = ClientRequest::get("/ready").timeout(Duration::from_secs(1));
-            if let Ok(r) = client::send(self.launch.admin_addr, &req) {
-                if r.status == 200 {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "envoy not ready after {:?} (admin {}); log:\n{}",
-                    timeout,
-                    self.launch.admin_addr,
-                    self.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            let ready = ClientRequest::get("/ready").timeout(Duration::from_secs(1));
+            client::send(self.launch.admin_addr, &ready).ok().filter(|r| r.status == 200).map(|_| Ok(()))
+        });
+        outcome.unwrap_or_else(|| {
+            let admin = self.launch.admin_addr;
+            Err(format!("envoy not ready after {timeout:?} (admin {admin}); log:\n{}", self.log()))
+        })
     }
 
     /// Listener address.
@@ -670,16 +662,7 @@ impl Envoy {
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self.log().contains(needle) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll_until(timeout, Duration::from_millis(50), || self.log().contains(needle).then_some(())).is_some()
     }
 
     pub fn get_admin(&self, path: &str) -> io::Result<Response> {
@@ -710,14 +693,12 @@ impl Envoy {
 
     /// Waits until stat `name` is at least `min`; returns its last value.
     pub fn wait_for_stat(&self, name: &str, min: u64, timeout: Duration) -> Option<u64> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.try_stats().ok().and_then(|s| s.get(name).copied());
-            if v.is_some_and(|v| v >= min) || Instant::now() >= deadline {
-                return v;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut last = None;
+        poll_until(timeout, Duration::from_millis(50), || {
+            last = self.try_stats().ok().and_then(|s| s.get(name).copied());
+            last.filter(|&v| v >= min)
+        });
+        last
     }
 
     fn exit_status(&self) -> Option<ExitStatus> {
@@ -737,16 +718,7 @@ impl Envoy {
 
     /// Waits up to `timeout` for Envoy to exit on its own.
     pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.exit_status() {
-                return Some(s);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(timeout, Duration::from_millis(20), || self.exit_status())
     }
 
     /// Sends a signal to Envoy (if it is still running).
@@ -816,10 +788,6 @@ mod tests {
         assert!(!m.contains_key("server.version"));
         assert_eq!(m.len(), 3);
         assert!(parse_stats_json("not json").is_empty());
-        let text = "cluster.upstream.upstream_cx_total: 3\nserver.version: 9e55\nhttp.ingress.downstream_rq_time: P0(nan,1) P25(nan,1)\nweird line\n";
-        let t = parse_stats_text(text);
-        assert_eq!(t.len(), 1);
-        assert_eq!(t["cluster.upstream.upstream_cx_total"], 3);
     }
 
     #[test]
