@@ -33,16 +33,16 @@ const LUA_TOKEN: &str = "kha-lua-cached-token";
 /// Throughput and latency: no filter vs. an equivalent Lua filter vs. kiali-header-auth.
 #[derive(clap::Parser, Debug)]
 #[command(name = "bench", after_help = "Environment: ENVOY_BIN (the Envoy binary), KHA_WASM (the filter).")]
-struct Cli {
+struct Opts {
     /// Measured rounds, round-robin over every variant and route (min 1)
     #[arg(long, value_name = "N", default_value_t = 5)]
-    rounds: u64,
+    rounds: usize,
     /// Seconds per measured wrk run (min 1)
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
-    duration: u64,
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    duration: Duration,
     /// Seconds of the warm-up run per Envoy
-    #[arg(long, value_name = "SECS", default_value_t = 2)]
-    warmup: u64,
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
+    warmup: Duration,
     /// wrk connections (min 1)
     #[arg(long, value_name = "N", default_value_t = 20)]
     connections: u32,
@@ -52,15 +52,15 @@ struct Cli {
     /// wrk binary
     #[arg(long, value_name = "PATH", default_value = "wrk")]
     wrk: PathBuf,
-    /// wrk script [default: bench/request.lua]
-    #[arg(long, value_name = "PATH")]
-    script: Option<PathBuf>,
-    /// The equivalent Lua filter [default: bench/equivalent.lua]
-    #[arg(long, value_name = "PATH")]
-    lua: Option<PathBuf>,
-    /// The strip-only Lua filter [default: bench/strip_only.lua]
-    #[arg(long, value_name = "PATH")]
-    lua_strip: Option<PathBuf>,
+    /// wrk script
+    #[arg(long, value_name = "PATH", default_value_os_t = paths::repo_root().join("bench/request.lua"))]
+    script: PathBuf,
+    /// The equivalent Lua filter
+    #[arg(long, value_name = "PATH", default_value_os_t = paths::repo_root().join("bench/equivalent.lua"))]
+    lua: PathBuf,
+    /// The strip-only Lua filter
+    #[arg(long, value_name = "PATH", default_value_os_t = paths::repo_root().join("bench/strip_only.lua"))]
+    lua_strip: PathBuf,
     /// Another build of the filter, measured in the same run as `wasm (NAME)` variants (full and
     /// strip-only; keys NAME_full, NAME_strip; NAME defaults to compare): an A/B of builds; may
     /// be repeated
@@ -71,18 +71,33 @@ struct Cli {
     route: Option<RouteKind>,
     /// Only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,wasm_strip,
     /// compare_full,compare_strip); `none` and `lua` are always kept
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = trimmed)]
     variants: Option<Vec<String>>,
-    /// Where latest.md and latest.json go [default: bench/results]
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    /// Where latest.md and latest.json go
+    #[arg(long, value_name = "DIR", default_value_os_t = paths::repo_root().join("bench/results"))]
+    out: PathBuf,
     /// Do not pin Envoy / wrk to CPUs
     #[arg(long)]
     no_pin: bool,
     /// Total time the bench may wait, before runs, for other processes to leave the CPUs alone
     /// (0: never wait)
-    #[arg(long, value_name = "SECS", default_value_t = 90)]
-    quiet_wait: u64,
+    #[arg(long, value_name = "SECS", default_value = "90", value_parser = seconds)]
+    quiet_wait: Duration,
+}
+
+impl Opts {
+    /// `--route`, or both routes.
+    fn routes(&self) -> Vec<RouteKind> {
+        self.route.map_or_else(|| vec![RouteKind::Direct, RouteKind::Proxied], |route| vec![route])
+    }
+}
+
+fn seconds(value: &str) -> Result<Duration, String> {
+    value.parse().map(Duration::from_secs).map_err(|_| format!("not a number: {value}"))
+}
+
+fn trimmed(value: &str) -> Result<String, String> {
+    Ok(value.trim().to_string())
 }
 
 fn parse_compare_wasm(value: &str) -> Result<(String, PathBuf), String> {
@@ -98,49 +113,6 @@ fn parse_route(value: &str) -> Result<RouteKind, String> {
         "direct_response" | "direct" => Ok(RouteKind::Direct),
         "proxied" => Ok(RouteKind::Proxied),
         _ => Err(format!("direct_response or proxied, not {value}")),
-    }
-}
-
-/// The run's settings: [`Cli`] with defaults under the repository root and minimums applied.
-struct Opts {
-    rounds: usize,
-    duration: Duration,
-    warmup: Duration,
-    connections: u32,
-    threads: u32,
-    wrk: PathBuf,
-    script: PathBuf,
-    lua: PathBuf,
-    lua_strip: PathBuf,
-    /// (name, module) of each `--compare-wasm`.
-    compare_wasm: Vec<(String, PathBuf)>,
-    routes: Vec<RouteKind>,
-    only_variants: Option<Vec<String>>,
-    out: PathBuf,
-    pin: bool,
-    quiet_wait: Duration,
-}
-
-impl From<Cli> for Opts {
-    fn from(cli: Cli) -> Opts {
-        let root = paths::repo_root();
-        Opts {
-            rounds: cli.rounds.max(1) as usize,
-            duration: Duration::from_secs(cli.duration.max(1)),
-            warmup: Duration::from_secs(cli.warmup),
-            connections: cli.connections.max(1),
-            threads: cli.threads.max(1),
-            wrk: cli.wrk,
-            script: cli.script.unwrap_or_else(|| root.join("bench/request.lua")),
-            lua: cli.lua.unwrap_or_else(|| root.join("bench/equivalent.lua")),
-            lua_strip: cli.lua_strip.unwrap_or_else(|| root.join("bench/strip_only.lua")),
-            compare_wasm: cli.compare_wasm,
-            routes: cli.route.map_or_else(|| vec![RouteKind::Direct, RouteKind::Proxied], |route| vec![route]),
-            only_variants: cli.variants.map(|keys| keys.iter().map(|key| key.trim().to_string()).collect()),
-            out: cli.out.unwrap_or_else(|| root.join("bench/results")),
-            pin: !cli.no_pin,
-            quiet_wait: Duration::from_secs(cli.quiet_wait),
-        }
     }
 }
 
@@ -612,7 +584,11 @@ fn envoy_version(bin: &Path) -> String {
 }
 
 fn main() {
-    let opts = Opts::from(<Cli as clap::Parser>::parse());
+    let mut opts = <Opts as clap::Parser>::parse();
+    opts.rounds = opts.rounds.max(1);
+    opts.duration = opts.duration.max(Duration::from_secs(1));
+    opts.connections = opts.connections.max(1);
+    opts.threads = opts.threads.max(1);
     match run(&opts) {
         Ok(ok) => std::process::exit(if ok { 0 } else { 1 }),
         Err(e) => {
@@ -641,7 +617,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     let wasm_bytes = procfs::file_size(&wasm).unwrap_or(0);
 
     let cpus_allowed = procfs::allowed_cpus();
-    let cpus = if o.pin && cpus_allowed.len() >= 2 {
+    let cpus = if !o.no_pin && cpus_allowed.len() >= 2 {
         Cpus {
             envoy: Some(cpus_allowed[0]),
             load: Some(cpus_allowed[1]),
@@ -664,13 +640,13 @@ fn run(o: &Opts) -> Result<bool, String> {
         COMPARE_NAMES.with(|names| names.borrow_mut().push(leak(name.clone())));
         variants.extend([Variant::CompareFull(index), Variant::CompareStrip(index)]);
     }
-    if let Some(only) = &o.only_variants {
+    if let Some(only) = &o.variants {
         // The baselines every cost is computed from stay.
         variants.retain(|v| {
             matches!(v, Variant::None | Variant::Lua) || only.iter().any(|k| k == v.key())
         });
     }
-    let runs_per_round = variants.len() * o.routes.len();
+    let runs_per_round = variants.len() * o.routes().len();
     let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * runs_per_round) as f64
         + (o.warmup.as_secs_f64() + 0.3) * runs_per_round as f64;
     eprintln!(
@@ -697,7 +673,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     pin(upstream.envoy.pid(), cpus.load);
 
     let mut targets: Vec<Target> = Vec::new();
-    for &route in &o.routes {
+    for route in o.routes() {
         for &variant in &variants {
             let mut cfg = match route {
                 RouteKind::Direct => EnvoyConfig::new(),
