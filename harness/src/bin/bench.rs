@@ -220,15 +220,10 @@ fn filter_for(variant: Variant, lua: &str, lua_strip: &str) -> Filter {
     }
 }
 
-/// An Envoy started for the bench: log level `info` without the tests' `wasm:debug`, so every
+/// Starts an Envoy for the bench: log level `info` without the tests' `wasm:debug`, so every
 /// variant runs as in production.
-struct Proc {
-    envoy: Envoy,
-}
-
-fn start_envoy(cfg: &EnvoyConfig) -> Result<Proc, String> {
-    let envoy = Envoy::try_start(&cfg.clone().wasm_debug_log(false))?;
-    Ok(Proc { envoy })
+fn start_envoy(cfg: &EnvoyConfig) -> Result<Envoy, String> {
+    Envoy::try_start(&cfg.clone().wasm_debug_log(false))
 }
 
 fn wait_for_token(envoy: &Envoy) -> Result<(), String> {
@@ -311,12 +306,12 @@ fn equivalence_check(
     )?;
     acct.processes += 1;
     let result = (|| {
-        wait_for_token(&wasm_envoy.envoy)?;
+        wait_for_token(&wasm_envoy)?;
         let req = request(path, headers);
         let mut views = Vec::new();
         for (name, p) in [("Lua", &lua_envoy), ("wasm", &wasm_envoy)] {
             echo.clear();
-            let r = client::send(p.envoy.addr(), &req).map_err(|e| format!("{name}: {e}"))?;
+            let r = client::send(p.addr(), &req).map_err(|e| format!("{name}: {e}"))?;
             if r.status != 200 {
                 return Err(format!("{name}: status {} {}", r.status, r.text()));
             }
@@ -360,7 +355,7 @@ fn equivalence_check(
             .collect();
         for (name, p) in [("Lua", &lua_envoy), ("wasm", &wasm_envoy)] {
             echo.clear();
-            let r = client::send(p.envoy.addr(), &request(path, &anonymous))
+            let r = client::send(p.addr(), &request(path, &anonymous))
                 .map_err(|e| format!("{name}: {e}"))?;
             let reason = r
                 .json()
@@ -396,7 +391,7 @@ fn equivalence_check(
         }
     })();
     acct.per_process_success
-        .push(token_successes(&wasm_envoy.envoy));
+        .push(token_successes(&wasm_envoy));
     result
 }
 
@@ -414,7 +409,7 @@ fn strip_equivalence_check(
     let mut views = Vec::new();
     for (name, p) in [("Lua strip-only", &lua_envoy), ("wasm strip-only", &wasm_envoy)] {
         echo.clear();
-        let r = client::send(p.envoy.addr(), &request(path, headers))
+        let r = client::send(p.addr(), &request(path, headers))
             .map_err(|e| format!("{name}: {e}"))?;
         if r.status != 200 {
             return Err(format!("{name}: status {} {}", r.status, r.text()));
@@ -453,7 +448,7 @@ fn strip_equivalence_check(
 struct Target {
     route: RouteKind,
     variant: Variant,
-    proc: Proc,
+    proc: Envoy,
     series: Series,
     rss_warm_kib: u64,
     runs: Vec<serde_json::Value>,
@@ -461,7 +456,7 @@ struct Target {
 
 impl Target {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.proc.envoy.addr(), path)
+        format!("http://{}{}", self.proc.addr(), path)
     }
     fn name(&self) -> String {
         format!("{} / {}", self.route.key(), self.variant.label())
@@ -492,12 +487,12 @@ struct RunResult {
 
 fn measure(
     t: &Target,
-    upstream: &Proc,
+    upstream: &Envoy,
     args: &wrk::WrkArgs<'_>,
     path: &str,
 ) -> Result<RunResult, String> {
-    let pid = t.proc.envoy.pid();
-    let up = upstream.envoy.pid();
+    let pid = t.proc.pid();
+    let up = upstream.pid();
     let (c0, u0, m0, w0) = (
         procfs::cpu_time_ns(pid),
         procfs::cpu_time_ns(up),
@@ -670,14 +665,14 @@ fn run(o: &Opts) -> Result<bool, String> {
     eprintln!("bench: equivalence {equivalence}");
 
     let upstream = start_envoy(&EnvoyConfig::new())?;
-    pin(upstream.envoy.pid(), cpus.load);
+    pin(upstream.pid(), cpus.load);
 
     let mut targets: Vec<Target> = Vec::new();
     for route in o.routes() {
         for &variant in &variants {
             let mut cfg = match route {
                 RouteKind::Direct => EnvoyConfig::new(),
-                RouteKind::Proxied => EnvoyConfig::proxy(upstream.envoy.addr()),
+                RouteKind::Proxied => EnvoyConfig::proxy(upstream.addr()),
             }
             .concurrency(1)
             .filter(filter_for(variant, &lua, &lua_strip));
@@ -693,9 +688,9 @@ fn run(o: &Opts) -> Result<bool, String> {
                 .map_err(|e| format!("{} / {}: {e}", route.key(), variant.label()))?;
             if variant.has_token_source() {
                 acct.processes += 1;
-                wait_for_token(&proc.envoy)?;
+                wait_for_token(&proc)?;
             }
-            pin(proc.envoy.pid(), cpus.envoy);
+            pin(proc.pid(), cpus.envoy);
             targets.push(Target {
                 route,
                 variant,
@@ -717,7 +712,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     let req = request(&path, &headers);
     for t in &targets {
         let r =
-            client::send(t.proc.envoy.addr(), &req).map_err(|e| format!("{}: {e}", t.name()))?;
+            client::send(t.proc.addr(), &req).map_err(|e| format!("{}: {e}", t.name()))?;
         if r.status != 200 {
             return Err(format!(
                 "{}: the bench request got {} {}",
@@ -753,10 +748,10 @@ fn run(o: &Opts) -> Result<bool, String> {
     }
     for t in &mut targets {
         // Threads started lazily (during the first requests) are pinned too.
-        pin(t.proc.envoy.pid(), cpus.envoy);
-        t.rss_warm_kib = procfs::vm_rss_kib(t.proc.envoy.pid()).unwrap_or(0);
+        pin(t.proc.pid(), cpus.envoy);
+        t.rss_warm_kib = procfs::vm_rss_kib(t.proc.pid()).unwrap_or(0);
     }
-    pin(upstream.envoy.pid(), cpus.load);
+    pin(upstream.pid(), cpus.load);
 
     let mut invariant_ok = true;
     let mut other_cpu: Vec<f64> = Vec::new();
@@ -845,13 +840,13 @@ fn run(o: &Opts) -> Result<bool, String> {
             variant: t.variant.key().into(),
             label: t.variant.label().into(),
             rss_after_warmup_kib: t.rss_warm_kib,
-            rss_at_end_kib: procfs::vm_rss_kib(t.proc.envoy.pid()).unwrap_or(0),
+            rss_at_end_kib: procfs::vm_rss_kib(t.proc.pid()).unwrap_or(0),
         })
         .collect();
     for t in &targets {
         if t.variant.has_token_source() {
             acct.per_process_success
-                .push(token_successes(&t.proc.envoy));
+                .push(token_successes(&t.proc));
         }
     }
     let fetched_during_load = tokens.count() - fetched_before_load;
@@ -868,24 +863,24 @@ fn run(o: &Opts) -> Result<bool, String> {
         )?;
         acct.processes += 1;
         let res = (|| {
-            wait_for_token(&full.envoy)?;
+            wait_for_token(&full)?;
             let warm2 = wrk::WrkArgs {
                 connections: o.connections,
                 cpu: None,
                 ..wrk_args(Duration::from_secs(2))
             };
             for p in [&none, &full] {
-                let r = wrk::run(&warm2, &format!("http://{}{}", p.envoy.addr(), path))?;
+                let r = wrk::run(&warm2, &format!("http://{}{}", p.addr(), path))?;
                 if r.non2xx > 0 {
                     return Err(format!("{} non-2xx at --concurrency 2", r.non2xx));
                 }
             }
             Ok((
-                procfs::vm_rss_kib(none.envoy.pid()).unwrap_or(0),
-                procfs::vm_rss_kib(full.envoy.pid()).unwrap_or(0),
+                procfs::vm_rss_kib(none.pid()).unwrap_or(0),
+                procfs::vm_rss_kib(full.pid()).unwrap_or(0),
             ))
         })();
-        acct.per_process_success.push(token_successes(&full.envoy));
+        acct.per_process_success.push(token_successes(&full));
         res
     })();
     acct.fetches_received = tokens.count();
