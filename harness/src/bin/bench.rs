@@ -25,125 +25,95 @@ use harness::{
     client, paths, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService,
 };
 
-const USAGE: &str = "usage: bench [options]
-
-  --rounds N          measured rounds, round-robin over every variant and route (default 5, min 1)
-  --duration SECS     seconds per measured wrk run (default 5)
-  --warmup SECS       seconds of the warm-up run per Envoy (default 2)
-  --connections N     wrk connections (default 20)
-  --threads N         wrk threads (default 1)
-  --wrk PATH          wrk binary (default: wrk on PATH)
-  --script PATH       wrk script (default bench/request.lua)
-  --lua PATH          the equivalent Lua filter (default bench/equivalent.lua)
-  --lua-strip PATH    the strip-only Lua filter (default bench/strip_only.lua)
-  --compare-wasm [NAME=]PATH  another build of the filter, measured in the same run as
-                      `wasm (NAME)` variants (full and strip-only; keys NAME_full, NAME_strip;
-                      NAME defaults to compare): an A/B of builds; may be repeated
-  --route ROUTE       only this route: direct_response or proxied (default both)
-  --variants LIST     only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,
-                      wasm_strip,compare_full,compare_strip); `none` and `lua` are always kept
-  --out DIR           where latest.md and latest.json go (default bench/results)
-  --no-pin            do not pin Envoy / wrk to CPUs
-  --quiet-wait SECS   total time the bench may wait, before runs, for other processes to leave
-                      the CPUs alone (default 90; 0: never wait)
-  -h, --help
-
-Environment: ENVOY_BIN (the Envoy binary), KHA_WASM (the filter).
-";
-
 const STAT: &str = "wasmcustom.kiali_header_auth.";
 const TOKEN_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local";
 const BOOTSTRAP: &str = "bench-bootstrap-bearer";
 const LUA_TOKEN: &str = "kha-lua-cached-token";
 
+/// Throughput and latency: no filter vs. an equivalent Lua filter vs. kiali-header-auth.
+#[derive(clap::Parser, Debug)]
+#[command(name = "bench", after_help = "Environment: ENVOY_BIN (the Envoy binary), KHA_WASM (the filter).")]
 struct Opts {
+    /// Measured rounds, round-robin over every variant and route (min 1)
+    #[arg(long, value_name = "N", default_value_t = 5)]
     rounds: usize,
+    /// Seconds per measured wrk run (min 1)
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
     duration: Duration,
+    /// Seconds of the warm-up run per Envoy
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = seconds)]
     warmup: Duration,
+    /// wrk connections (min 1)
+    #[arg(long, value_name = "N", default_value_t = 20)]
     connections: u32,
+    /// wrk threads (min 1)
+    #[arg(long, value_name = "N", default_value_t = 1)]
     threads: u32,
+    /// wrk binary
+    #[arg(long, value_name = "PATH", default_value = "wrk")]
     wrk: PathBuf,
+    /// wrk script
+    #[arg(long, value_name = "PATH", default_value_os_t = paths::repo_root().join("bench/request.lua"))]
     script: PathBuf,
+    /// The equivalent Lua filter
+    #[arg(long, value_name = "PATH", default_value_os_t = paths::repo_root().join("bench/equivalent.lua"))]
     lua: PathBuf,
+    /// The strip-only Lua filter
+    #[arg(long, value_name = "PATH", default_value_os_t = paths::repo_root().join("bench/strip_only.lua"))]
     lua_strip: PathBuf,
-    /// (name, module) of each `--compare-wasm`.
+    /// Another build of the filter, measured in the same run as `wasm (NAME)` variants (full and
+    /// strip-only; keys NAME_full, NAME_strip; NAME defaults to compare): an A/B of builds; may
+    /// be repeated
+    #[arg(long, value_name = "[NAME=]PATH", value_parser = parse_compare_wasm)]
     compare_wasm: Vec<(String, PathBuf)>,
-    routes: Vec<RouteKind>,
-    only_variants: Option<Vec<String>>,
+    /// Only this route: direct_response (or direct) or proxied [default: both]
+    #[arg(long, value_name = "ROUTE", value_parser = parse_route)]
+    route: Option<RouteKind>,
+    /// Only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,wasm_strip,
+    /// compare_full,compare_strip); `none` and `lua` are always kept
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = trimmed)]
+    variants: Option<Vec<String>>,
+    /// Where latest.md and latest.json go
+    #[arg(long, value_name = "DIR", default_value_os_t = paths::repo_root().join("bench/results"))]
     out: PathBuf,
-    pin: bool,
+    /// Do not pin Envoy / wrk to CPUs
+    #[arg(long)]
+    no_pin: bool,
+    /// Total time the bench may wait, before runs, for other processes to leave the CPUs alone
+    /// (0: never wait)
+    #[arg(long, value_name = "SECS", default_value = "90", value_parser = seconds)]
     quiet_wait: Duration,
 }
 
-fn parse_args() -> Result<Opts, String> {
-    let root = paths::repo_root();
-    let mut o = Opts {
-        rounds: 5,
-        duration: Duration::from_secs(5),
-        warmup: Duration::from_secs(2),
-        connections: 20,
-        threads: 1,
-        wrk: PathBuf::from("wrk"),
-        script: root.join("bench/request.lua"),
-        lua: root.join("bench/equivalent.lua"),
-        lua_strip: root.join("bench/strip_only.lua"),
-        compare_wasm: Vec::new(),
-        routes: vec![RouteKind::Direct, RouteKind::Proxied],
-        only_variants: None,
-        out: root.join("bench/results"),
-        pin: true,
-        quiet_wait: Duration::from_secs(90),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        let num = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{a}: not a number: {v}"))
-        };
-        match a.as_str() {
-            "--rounds" => o.rounds = num(val()?)?.max(1) as usize,
-            "--duration" => o.duration = Duration::from_secs(num(val()?)?.max(1)),
-            "--warmup" => o.warmup = Duration::from_secs(num(val()?)?),
-            "--connections" => o.connections = num(val()?)?.max(1) as u32,
-            "--threads" => o.threads = num(val()?)?.max(1) as u32,
-            "--wrk" => o.wrk = PathBuf::from(val()?),
-            "--script" => o.script = PathBuf::from(val()?),
-            "--lua" => o.lua = PathBuf::from(val()?),
-            "--lua-strip" => o.lua_strip = PathBuf::from(val()?),
-            "--compare-wasm" => {
-                let v = val()?;
-                let (name, file) = match v.split_once('=') {
-                    Some((name, file)) => (name.to_string(), file),
-                    None => ("compare".to_string(), v.as_str()),
-                };
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    return Err(format!("--compare-wasm: name {name:?} must be letters, digits, _"));
-                }
-                o.compare_wasm.push((name, PathBuf::from(file)));
-            }
-            "--variants" => {
-                o.only_variants = Some(val()?.split(',').map(|v| v.trim().to_string()).collect())
-            }
-            "--route" => {
-                let v = val()?;
-                o.routes = vec![match v.as_str() {
-                    "direct_response" | "direct" => RouteKind::Direct,
-                    "proxied" => RouteKind::Proxied,
-                    _ => return Err(format!("--route: direct_response or proxied, not {v}")),
-                }]
-            }
-            "--out" => o.out = PathBuf::from(val()?),
-            "--no-pin" => o.pin = false,
-            "--quiet-wait" => o.quiet_wait = Duration::from_secs(num(val()?)?),
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => return Err(format!("unknown argument {a}")),
-        }
+impl Opts {
+    /// `--route`, or both routes.
+    fn routes(&self) -> Vec<RouteKind> {
+        self.route.map_or_else(|| vec![RouteKind::Direct, RouteKind::Proxied], |route| vec![route])
     }
-    Ok(o)
+}
+
+fn seconds(value: &str) -> Result<Duration, String> {
+    value.parse().map(Duration::from_secs).map_err(|_| format!("not a number: {value}"))
+}
+
+fn trimmed(value: &str) -> Result<String, String> {
+    Ok(value.trim().to_string())
+}
+
+fn parse_compare_wasm(value: &str) -> Result<(String, PathBuf), String> {
+    let (name, file) = value.split_once('=').unwrap_or(("compare", value));
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(format!("name {name:?} must be letters, digits, _"));
+    }
+    Ok((name.to_string(), PathBuf::from(file)))
+}
+
+fn parse_route(value: &str) -> Result<RouteKind, String> {
+    match value {
+        "direct_response" | "direct" => Ok(RouteKind::Direct),
+        "proxied" => Ok(RouteKind::Proxied),
+        _ => Err(format!("direct_response or proxied, not {value}")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,15 +220,10 @@ fn filter_for(variant: Variant, lua: &str, lua_strip: &str) -> Filter {
     }
 }
 
-/// An Envoy started for the bench: log level `info` without the tests' `wasm:debug`, so every
+/// Starts an Envoy for the bench: log level `info` without the tests' `wasm:debug`, so every
 /// variant runs as in production.
-struct Proc {
-    envoy: Envoy,
-}
-
-fn start_envoy(cfg: &EnvoyConfig) -> Result<Proc, String> {
-    let envoy = Envoy::try_start(&cfg.clone().wasm_debug_log(false))?;
-    Ok(Proc { envoy })
+fn start_envoy(cfg: &EnvoyConfig) -> Result<Envoy, String> {
+    Envoy::try_start(&cfg.clone().wasm_debug_log(false))
 }
 
 fn wait_for_token(envoy: &Envoy) -> Result<(), String> {
@@ -341,12 +306,12 @@ fn equivalence_check(
     )?;
     acct.processes += 1;
     let result = (|| {
-        wait_for_token(&wasm_envoy.envoy)?;
+        wait_for_token(&wasm_envoy)?;
         let req = request(path, headers);
         let mut views = Vec::new();
         for (name, p) in [("Lua", &lua_envoy), ("wasm", &wasm_envoy)] {
             echo.clear();
-            let r = client::send(p.envoy.addr(), &req).map_err(|e| format!("{name}: {e}"))?;
+            let r = client::send(p.addr(), &req).map_err(|e| format!("{name}: {e}"))?;
             if r.status != 200 {
                 return Err(format!("{name}: status {} {}", r.status, r.text()));
             }
@@ -390,7 +355,7 @@ fn equivalence_check(
             .collect();
         for (name, p) in [("Lua", &lua_envoy), ("wasm", &wasm_envoy)] {
             echo.clear();
-            let r = client::send(p.envoy.addr(), &request(path, &anonymous))
+            let r = client::send(p.addr(), &request(path, &anonymous))
                 .map_err(|e| format!("{name}: {e}"))?;
             let reason = r
                 .json()
@@ -426,7 +391,7 @@ fn equivalence_check(
         }
     })();
     acct.per_process_success
-        .push(token_successes(&wasm_envoy.envoy));
+        .push(token_successes(&wasm_envoy));
     result
 }
 
@@ -444,7 +409,7 @@ fn strip_equivalence_check(
     let mut views = Vec::new();
     for (name, p) in [("Lua strip-only", &lua_envoy), ("wasm strip-only", &wasm_envoy)] {
         echo.clear();
-        let r = client::send(p.envoy.addr(), &request(path, headers))
+        let r = client::send(p.addr(), &request(path, headers))
             .map_err(|e| format!("{name}: {e}"))?;
         if r.status != 200 {
             return Err(format!("{name}: status {} {}", r.status, r.text()));
@@ -483,7 +448,7 @@ fn strip_equivalence_check(
 struct Target {
     route: RouteKind,
     variant: Variant,
-    proc: Proc,
+    proc: Envoy,
     series: Series,
     rss_warm_kib: u64,
     runs: Vec<serde_json::Value>,
@@ -491,7 +456,7 @@ struct Target {
 
 impl Target {
     fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.proc.envoy.addr(), path)
+        format!("http://{}{}", self.proc.addr(), path)
     }
     fn name(&self) -> String {
         format!("{} / {}", self.route.key(), self.variant.label())
@@ -522,12 +487,12 @@ struct RunResult {
 
 fn measure(
     t: &Target,
-    upstream: &Proc,
+    upstream: &Envoy,
     args: &wrk::WrkArgs<'_>,
     path: &str,
 ) -> Result<RunResult, String> {
-    let pid = t.proc.envoy.pid();
-    let up = upstream.envoy.pid();
+    let pid = t.proc.pid();
+    let up = upstream.pid();
     let (c0, u0, m0, w0) = (
         procfs::cpu_time_ns(pid),
         procfs::cpu_time_ns(up),
@@ -614,13 +579,11 @@ fn envoy_version(bin: &Path) -> String {
 }
 
 fn main() {
-    let opts = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench: {e}\n\n{USAGE}");
-            std::process::exit(2);
-        }
-    };
+    let mut opts = <Opts as clap::Parser>::parse();
+    opts.rounds = opts.rounds.max(1);
+    opts.duration = opts.duration.max(Duration::from_secs(1));
+    opts.connections = opts.connections.max(1);
+    opts.threads = opts.threads.max(1);
     match run(&opts) {
         Ok(ok) => std::process::exit(if ok { 0 } else { 1 }),
         Err(e) => {
@@ -649,7 +612,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     let wasm_bytes = procfs::file_size(&wasm).unwrap_or(0);
 
     let cpus_allowed = procfs::allowed_cpus();
-    let cpus = if o.pin && cpus_allowed.len() >= 2 {
+    let cpus = if !o.no_pin && cpus_allowed.len() >= 2 {
         Cpus {
             envoy: Some(cpus_allowed[0]),
             load: Some(cpus_allowed[1]),
@@ -672,13 +635,13 @@ fn run(o: &Opts) -> Result<bool, String> {
         COMPARE_NAMES.with(|names| names.borrow_mut().push(leak(name.clone())));
         variants.extend([Variant::CompareFull(index), Variant::CompareStrip(index)]);
     }
-    if let Some(only) = &o.only_variants {
+    if let Some(only) = &o.variants {
         // The baselines every cost is computed from stay.
         variants.retain(|v| {
             matches!(v, Variant::None | Variant::Lua) || only.iter().any(|k| k == v.key())
         });
     }
-    let runs_per_round = variants.len() * o.routes.len();
+    let runs_per_round = variants.len() * o.routes().len();
     let total_rounds_s = (o.duration.as_secs_f64() + 0.3) * (o.rounds * runs_per_round) as f64
         + (o.warmup.as_secs_f64() + 0.3) * runs_per_round as f64;
     eprintln!(
@@ -702,14 +665,14 @@ fn run(o: &Opts) -> Result<bool, String> {
     eprintln!("bench: equivalence {equivalence}");
 
     let upstream = start_envoy(&EnvoyConfig::new())?;
-    pin(upstream.envoy.pid(), cpus.load);
+    pin(upstream.pid(), cpus.load);
 
     let mut targets: Vec<Target> = Vec::new();
-    for &route in &o.routes {
+    for route in o.routes() {
         for &variant in &variants {
             let mut cfg = match route {
                 RouteKind::Direct => EnvoyConfig::new(),
-                RouteKind::Proxied => EnvoyConfig::proxy(upstream.envoy.addr()),
+                RouteKind::Proxied => EnvoyConfig::proxy(upstream.addr()),
             }
             .concurrency(1)
             .filter(filter_for(variant, &lua, &lua_strip));
@@ -725,9 +688,9 @@ fn run(o: &Opts) -> Result<bool, String> {
                 .map_err(|e| format!("{} / {}: {e}", route.key(), variant.label()))?;
             if variant.has_token_source() {
                 acct.processes += 1;
-                wait_for_token(&proc.envoy)?;
+                wait_for_token(&proc)?;
             }
-            pin(proc.envoy.pid(), cpus.envoy);
+            pin(proc.pid(), cpus.envoy);
             targets.push(Target {
                 route,
                 variant,
@@ -749,7 +712,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     let req = request(&path, &headers);
     for t in &targets {
         let r =
-            client::send(t.proc.envoy.addr(), &req).map_err(|e| format!("{}: {e}", t.name()))?;
+            client::send(t.proc.addr(), &req).map_err(|e| format!("{}: {e}", t.name()))?;
         if r.status != 200 {
             return Err(format!(
                 "{}: the bench request got {} {}",
@@ -785,10 +748,10 @@ fn run(o: &Opts) -> Result<bool, String> {
     }
     for t in &mut targets {
         // Threads started lazily (during the first requests) are pinned too.
-        pin(t.proc.envoy.pid(), cpus.envoy);
-        t.rss_warm_kib = procfs::vm_rss_kib(t.proc.envoy.pid()).unwrap_or(0);
+        pin(t.proc.pid(), cpus.envoy);
+        t.rss_warm_kib = procfs::vm_rss_kib(t.proc.pid()).unwrap_or(0);
     }
-    pin(upstream.envoy.pid(), cpus.load);
+    pin(upstream.pid(), cpus.load);
 
     let mut invariant_ok = true;
     let mut other_cpu: Vec<f64> = Vec::new();
@@ -877,13 +840,13 @@ fn run(o: &Opts) -> Result<bool, String> {
             variant: t.variant.key().into(),
             label: t.variant.label().into(),
             rss_after_warmup_kib: t.rss_warm_kib,
-            rss_at_end_kib: procfs::vm_rss_kib(t.proc.envoy.pid()).unwrap_or(0),
+            rss_at_end_kib: procfs::vm_rss_kib(t.proc.pid()).unwrap_or(0),
         })
         .collect();
     for t in &targets {
         if t.variant.has_token_source() {
             acct.per_process_success
-                .push(token_successes(&t.proc.envoy));
+                .push(token_successes(&t.proc));
         }
     }
     let fetched_during_load = tokens.count() - fetched_before_load;
@@ -900,24 +863,24 @@ fn run(o: &Opts) -> Result<bool, String> {
         )?;
         acct.processes += 1;
         let res = (|| {
-            wait_for_token(&full.envoy)?;
+            wait_for_token(&full)?;
             let warm2 = wrk::WrkArgs {
                 connections: o.connections,
                 cpu: None,
                 ..wrk_args(Duration::from_secs(2))
             };
             for p in [&none, &full] {
-                let r = wrk::run(&warm2, &format!("http://{}{}", p.envoy.addr(), path))?;
+                let r = wrk::run(&warm2, &format!("http://{}{}", p.addr(), path))?;
                 if r.non2xx > 0 {
                     return Err(format!("{} non-2xx at --concurrency 2", r.non2xx));
                 }
             }
             Ok((
-                procfs::vm_rss_kib(none.envoy.pid()).unwrap_or(0),
-                procfs::vm_rss_kib(full.envoy.pid()).unwrap_or(0),
+                procfs::vm_rss_kib(none.pid()).unwrap_or(0),
+                procfs::vm_rss_kib(full.pid()).unwrap_or(0),
             ))
         })();
-        acct.per_process_success.push(token_successes(&full.envoy));
+        acct.per_process_success.push(token_successes(&full));
         res
     })();
     acct.fetches_received = tokens.count();
