@@ -1,4 +1,5 @@
-// Times the pure header planner natively: `cargo run --release --example plan_timing`.
+// Times the pure header planner natively: `cargo run --release --example plan_timing`; the same
+// program built for wasm32-wasip1 runs in V8 with `examples/plan_timing_v8.mjs`.
 use std::time::Instant;
 
 use kiali_header_auth::config::FilterConfig;

@@ -1,5 +1,7 @@
 //! The per-request context: a thin adapter from Envoy's request to the pure planner and back.
 
+use std::borrow::Cow;
+
 use log::warn;
 use crate::abi::{CONTINUE, STOP_ITERATION};
 
@@ -70,7 +72,7 @@ impl<'vm> RequestContext<'vm> {
         let pairs = map.pairs();
         // Reads only the properties the configuration uses: none in the header-only modes.
         let properties = identity::RequestProperties::read(&vm.config, host::get_property);
-        let plan = match identity::plan_with_properties(&vm.config, &pairs, &properties) {
+        let mut plan = match identity::plan_with_properties(&vm.config, &pairs, &properties) {
             Ok(plan) => plan,
             Err(refusal) => return self.refuse(refusal),
         };
@@ -90,7 +92,7 @@ impl<'vm> RequestContext<'vm> {
             _ => None,
         };
 
-        let mut removals = plan.remove;
+        let mut removals = std::mem::take(&mut plan.remove);
         if waits_for_token {
             // The client's own Authorization must not slip through while the request waits.
             removals.push(b"authorization");
@@ -100,7 +102,7 @@ impl<'vm> RequestContext<'vm> {
             return self.refuse(refusal);
         }
         if vm.config.access_log_filter_state {
-            if let Some(user) = &plan.user {
+            if let Some(user) = plan.user() {
                 let _ = host::set_property("kiali_header_auth.user", user.as_bytes());
             }
         }
@@ -163,7 +165,7 @@ fn strip_client_impersonation() {
 /// request, with more headers, widens the gap.
 fn apply_edits(
     removals: &[&[u8]],
-    adds: &[(&str, String)],
+    adds: &[(&str, Cow<'_, str>)],
     authorization: Option<&[u8]>,
 ) -> Result<(), Refusal> {
     let added = |name: &[u8]| {

@@ -5,6 +5,10 @@
 pub mod claims;
 pub mod metadata;
 
+use std::borrow::Cow;
+
+use smallvec::SmallVec;
+
 use crate::config::{AuditExtra, ConnectionFact, FilterConfig, IdentityConfig, JwtSource};
 use crate::refusal::{quote_for_log, Reason, Refusal};
 
@@ -17,18 +21,37 @@ pub const IMPERSONATE_UID: &str = "impersonate-uid";
 /// byte Envoy lets through, including obs-text that is not UTF-8).
 pub type Header<'h> = (&'h [u8], &'h [u8]);
 
+/// Header names to remove. Inline capacity for a typical request (identity source headers and
+/// a few client `impersonate-*` names): no heap allocation per request, which costs far more in
+/// Envoy's V8 than natively.
+pub type Removals<'h> = SmallVec<[&'h [u8]; 8]>;
+
+/// Headers to add: (name, value). A value borrows the request header (or the configuration) it
+/// came from unless a prefix had to be prepended; the inline capacity fits user, a handful of
+/// groups, uid and extras without a heap allocation.
+pub type Additions<'h, 'c> = SmallVec<[(&'c str, Cow<'h, str>); 8]>;
+
 /// The edits for one request, in the order they must be applied: removals first.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan<'h, 'c> {
     /// Distinct header names to remove, every copy (client `impersonate-*`, and the identity
     /// source headers when configured).
-    pub remove: Vec<&'h [u8]>,
+    pub remove: Removals<'h>,
     /// Headers to add, in order: user, groups (one header each), uid, extras.
-    pub add: Vec<(&'c str, String)>,
+    pub add: Additions<'h, 'c>,
     /// How many client-supplied `impersonate-*` header lines were found (every copy counts).
     pub stripped_impersonation_headers: u32,
-    /// The impersonated user, for logs and access logs.
-    pub user: Option<String>,
+}
+
+impl Plan<'_, '_> {
+    /// The impersonated user, for logs and access logs: the value of the `Impersonate-User`
+    /// edit (kept once, in `add`, rather than copied).
+    pub fn user(&self) -> Option<&str> {
+        self.add
+            .iter()
+            .find(|(name, _)| *name == IMPERSONATE_USER)
+            .map(|(_, value)| value.as_ref())
+    }
 }
 
 pub fn is_impersonation_header(name: &[u8]) -> bool {
@@ -97,14 +120,16 @@ impl RequestProperties {
 
 /// The plan for a request when no request property is configured (header modes without audit
 /// extras); in JWT mode it refuses, as a request without a verified token.
-pub fn plan<'h, 'c>(
+pub fn plan<'h, 'c: 'h>(
     config: &'c FilterConfig,
     headers: &[Header<'h>],
 ) -> Result<Plan<'h, 'c>, Refusal> {
     plan_with_properties(config, headers, &RequestProperties::default())
 }
 
-pub fn plan_with_properties<'h, 'c>(
+/// Values taken from `properties` (JWT claims, connection facts) are copied into the plan, so the
+/// properties need not outlive it; header values are borrowed.
+pub fn plan_with_properties<'h, 'c: 'h>(
     config: &'c FilterConfig,
     headers: &[Header<'h>],
     properties: &RequestProperties,
@@ -180,45 +205,60 @@ fn identity_role(identity: &IdentityConfig, name: &[u8]) -> Option<Role> {
         .map(Role::Extra)
 }
 
+/// The identity source header values of one request, without heap allocation for the usual
+/// shapes (one user line, a couple of group lines, a few extras).
 #[derive(Default)]
 struct Sources<'h> {
-    user: Vec<&'h [u8]>,
-    groups: Vec<&'h [u8]>,
-    uid: Vec<&'h [u8]>,
-    extras: Vec<(usize, &'h [u8])>,
+    user: SingleValue<'h>,
+    groups: SmallVec<[&'h [u8]; 4]>,
+    uid: SingleValue<'h>,
+    extras: SmallVec<[(usize, &'h [u8]); 4]>,
+}
+
+/// A header that must appear at most once: its first value and how many lines carried it.
+#[derive(Default)]
+struct SingleValue<'h> {
+    first: Option<&'h [u8]>,
+    lines: usize,
+}
+
+impl<'h> SingleValue<'h> {
+    fn record(&mut self, value: &'h [u8]) {
+        self.first.get_or_insert(value);
+        self.lines += 1;
+    }
 }
 
 impl<'h> Sources<'h> {
     fn record(&mut self, role: Role, value: &'h [u8]) {
         match role {
-            Role::User => self.user.push(value),
+            Role::User => self.user.record(value),
             Role::Groups => self.groups.push(value),
-            Role::Uid => self.uid.push(value),
+            Role::Uid => self.uid.record(value),
             Role::Extra(index) => self.extras.push((index, value)),
         }
     }
 }
 
-fn map_identity<'c>(
+fn map_identity<'h, 'c: 'h>(
     identity: &'c IdentityConfig,
-    sources: &Sources<'_>,
-    plan: &mut Plan<'_, 'c>,
+    sources: &Sources<'h>,
+    plan: &mut Plan<'h, 'c>,
 ) -> Result<(), Refusal> {
     let user_header = &identity.user_header;
-    let raw_user = match sources.user.as_slice() {
-        [] => {
+    let raw_user = match (sources.user.first, sources.user.lines) {
+        (Some(one), 1) => one,
+        (None, _) => {
             return Err(Refusal::new(
                 Reason::IdentityMissing,
                 format!("no user identity: the {user_header} header is missing"),
             ))
         }
-        [one] => *one,
-        many => {
+        (Some(_), lines) => {
             return Err(Refusal::new(
                 Reason::IdentityMalformed,
                 format!(
-                    "the {user_header} header appears {} times; exactly one user is allowed",
-                    many.len()
+                    "the {user_header} header appears {lines} times; exactly one user is allowed"
                 ),
             ))
         }
@@ -230,56 +270,39 @@ fn map_identity<'c>(
             format!("no user identity: the {user_header} header is empty"),
         ));
     }
-    let user = format!("{}{}", identity.user_prefix, user);
-    if !identity.allow_system_identities && is_system_identity(&user) {
-        return Err(Refusal::new(
-            Reason::IdentityForbidden,
-            format!(
-                "user {} is a Kubernetes system identity and cannot be impersonated",
-                quote_for_log(user.as_bytes())
-            ),
-        ));
-    }
-    plan.add.push((IMPERSONATE_USER, user.clone()));
-    plan.user = Some(user);
+    add_user(identity, prefixed(&identity.user_prefix, user), plan)?;
 
-    let mut groups: Vec<String> = Vec::new();
+    let first_group = plan.add.len();
     if let Some(groups_header) = &identity.groups_header {
+        let source = GroupSource::Header(groups_header);
         for raw in &sources.groups {
             let text = clean_list(identity, groups_header, raw)?;
-            for item in text.split(identity.groups_separator.as_str()) {
+            for_each_item(text, &identity.groups_separator, |item| {
                 let item = item.trim();
                 if item.is_empty() {
-                    continue;
+                    return Ok(());
                 }
                 check_length(identity, groups_header, item.as_bytes())?;
-                add_group(identity, &mut groups, item, GroupSource::Header(groups_header))?;
-            }
+                add_group(identity, plan, first_group, Cow::Borrowed(item), source)
+            })?;
         }
     }
-    for group in &identity.static_groups {
-        if !groups.contains(group) {
-            groups.push(group.clone());
-        }
-    }
-    plan.add
-        .extend(groups.into_iter().map(|group| (IMPERSONATE_GROUP, group)));
+    add_static_groups(identity, plan, first_group);
 
     if let Some(uid_header) = &identity.uid_header {
-        match sources.uid.as_slice() {
-            [] => {}
-            [one] => {
+        match (sources.uid.first, sources.uid.lines) {
+            (None, _) => {}
+            (Some(one), 1) => {
                 let uid = clean_value(identity, uid_header, one)?;
                 if !uid.is_empty() {
-                    plan.add.push((IMPERSONATE_UID, uid.to_string()));
+                    plan.add.push((IMPERSONATE_UID, Cow::Borrowed(uid)));
                 }
             }
-            many => {
+            (Some(_), lines) => {
                 return Err(Refusal::new(
                     Reason::IdentityMalformed,
                     format!(
-                        "the {uid_header} header appears {} times; exactly one uid is allowed",
-                        many.len()
+                        "the {uid_header} header appears {lines} times; exactly one uid is allowed"
                     ),
                 ))
             }
@@ -293,10 +316,72 @@ fn map_identity<'c>(
         let value = clean_value(identity, &extra.source_header, raw)?;
         if !value.is_empty() {
             plan.add
-                .push((extra.output_header.as_str(), value.to_string()));
+                .push((extra.output_header.as_str(), Cow::Borrowed(value)));
         }
     }
     Ok(())
+}
+
+/// Calls `each` for every item of `text` split at `separator`. A one-character separator (the
+/// usual `,`) splits by `char`, which skips the substring searcher's setup; the items are the
+/// same either way.
+fn for_each_item<'t>(
+    text: &'t str,
+    separator: &str,
+    mut each: impl FnMut(&'t str) -> Result<(), Refusal>,
+) -> Result<(), Refusal> {
+    let mut chars = separator.chars();
+    match (chars.next(), chars.next()) {
+        (Some(only), None) => text.split(only).try_for_each(&mut each),
+        _ => text.split(separator).try_for_each(&mut each),
+    }
+}
+
+/// `value` with `prefix` prepended; borrowed (no allocation) when there is no prefix.
+fn prefixed<'v>(prefix: &str, value: &'v str) -> Cow<'v, str> {
+    if prefix.is_empty() {
+        return Cow::Borrowed(value);
+    }
+    let mut joined = String::with_capacity(prefix.len() + value.len());
+    joined.push_str(prefix);
+    joined.push_str(value);
+    Cow::Owned(joined)
+}
+
+/// Adds `Impersonate-User` (already prefixed) unless it is a `system:` identity.
+fn add_user<'h, 'c>(
+    identity: &IdentityConfig,
+    user: Cow<'h, str>,
+    plan: &mut Plan<'h, 'c>,
+) -> Result<(), Refusal> {
+    if !identity.allow_system_identities && is_system_identity(&user) {
+        return Err(Refusal::new(
+            Reason::IdentityForbidden,
+            format!(
+                "user {} is a Kubernetes system identity and cannot be impersonated",
+                quote_for_log(user.as_bytes())
+            ),
+        ));
+    }
+    plan.add.push((IMPERSONATE_USER, user));
+    Ok(())
+}
+
+/// `static_groups` after the mapped ones, each once.
+fn add_static_groups<'h, 'c: 'h>(
+    identity: &'c IdentityConfig,
+    plan: &mut Plan<'h, 'c>,
+    first_group: usize,
+) {
+    for group in &identity.static_groups {
+        if !plan.add[first_group..]
+            .iter()
+            .any(|(_, added)| added == group)
+        {
+            plan.add
+                .push((IMPERSONATE_GROUP, Cow::Borrowed(group.as_str())));
+        }
+    }
 }
 
 /// Where groups came from, for refusal messages (formatted only when refusing: no allocation per
@@ -316,16 +401,22 @@ impl std::fmt::Display for GroupSource<'_> {
     }
 }
 
-/// Prefixes a group and adds it unless already there; refuses past `max_groups` and `system:`
-/// groups.
-fn add_group(
+/// Prefixes a group and adds it (as `Impersonate-Group`, after the groups from `first_group` on)
+/// unless already there; refuses past `max_groups` and `system:` groups. The duplicate check
+/// compares without building the prefixed value, so a repeated group allocates nothing.
+fn add_group<'h>(
     identity: &IdentityConfig,
-    groups: &mut Vec<String>,
-    item: &str,
+    plan: &mut Plan<'h, '_>,
+    first_group: usize,
+    item: Cow<'h, str>,
     source: GroupSource<'_>,
 ) -> Result<(), Refusal> {
-    let group = format!("{}{}", identity.group_prefix, item);
-    if groups.contains(&group) {
+    let prefix = identity.group_prefix.as_str();
+    let groups = &plan.add[first_group..];
+    let already_added = groups
+        .iter()
+        .any(|(_, group)| group.strip_prefix(prefix) == Some(item.as_ref()));
+    if already_added {
         return Ok(());
     }
     if groups.len() == identity.max_groups {
@@ -334,6 +425,11 @@ fn add_group(
             format!("{source} lists more than {} groups", identity.max_groups),
         ));
     }
+    let group = match item {
+        Cow::Borrowed(item) => prefixed(prefix, item),
+        Cow::Owned(item) if prefix.is_empty() => Cow::Owned(item),
+        Cow::Owned(item) => Cow::Owned(format!("{prefix}{item}")),
+    };
     if !identity.allow_system_identities && is_system_identity(&group) {
         return Err(Refusal::new(
             Reason::IdentityForbidden,
@@ -343,19 +439,20 @@ fn add_group(
             ),
         ));
     }
-    groups.push(group);
+    plan.add.push((IMPERSONATE_GROUP, group));
     Ok(())
 }
 
 /// The verified claims through the same rules as header values: prefixes, `static_groups`, the
 /// `system:` guard, `max_groups`, `max_value_bytes`, no control characters. Claim values are
 /// used exactly as signed: not trimmed, and a group is never split; a blank user is missing and a
-/// blank group is skipped.
-fn map_claims<'c>(
+/// blank group is skipped. The claims borrow the request's metadata, not the headers, so their
+/// values are copied into the plan.
+fn map_claims<'h, 'c: 'h>(
     identity: &'c IdentityConfig,
     jwt: &'c JwtSource,
     claims: &claims::Claims<'_>,
-    plan: &mut Plan<'_, 'c>,
+    plan: &mut Plan<'h, 'c>,
 ) -> Result<(), Refusal> {
     let user_claim = &jwt.user_claim.display;
     let user = clean_claim(identity, user_claim, claims.user)?;
@@ -365,41 +462,31 @@ fn map_claims<'c>(
             format!("no user identity: the `{user_claim}` claim is empty"),
         ));
     }
-    let user = format!("{}{}", identity.user_prefix, user);
-    if !identity.allow_system_identities && is_system_identity(&user) {
-        return Err(Refusal::new(
-            Reason::IdentityForbidden,
-            format!(
-                "user {} is a Kubernetes system identity and cannot be impersonated",
-                quote_for_log(user.as_bytes())
-            ),
-        ));
-    }
-    plan.add.push((IMPERSONATE_USER, user.clone()));
-    plan.user = Some(user);
+    let user = Cow::Owned(prefixed(&identity.user_prefix, user).into_owned());
+    add_user(identity, user, plan)?;
 
-    let mut groups: Vec<String> = Vec::new();
+    let first_group = plan.add.len();
     if let Some(groups_claim) = &jwt.groups_claim {
         let source = GroupSource::Claim(&groups_claim.display);
         for item in &claims.groups {
             let item = clean_claim(identity, &groups_claim.display, item)?;
             if !item.trim().is_empty() {
-                add_group(identity, &mut groups, item, source)?;
+                add_group(
+                    identity,
+                    plan,
+                    first_group,
+                    Cow::Owned(item.to_string()),
+                    source,
+                )?;
             }
         }
     }
-    for group in &identity.static_groups {
-        if !groups.contains(group) {
-            groups.push(group.clone());
-        }
-    }
-    plan.add
-        .extend(groups.into_iter().map(|group| (IMPERSONATE_GROUP, group)));
+    add_static_groups(identity, plan, first_group);
 
     if let (Some(uid_claim), Some(uid)) = (&jwt.uid_claim, claims.uid) {
         let uid = clean_claim(identity, &uid_claim.display, uid)?;
         if !uid.is_empty() {
-            plan.add.push((IMPERSONATE_UID, uid.to_string()));
+            plan.add.push((IMPERSONATE_UID, Cow::Owned(uid.to_string())));
         }
     }
 
@@ -419,7 +506,8 @@ fn map_claims<'c>(
         for value in values {
             let value = clean_claim(identity, &extra.claim.display, value)?;
             if !value.is_empty() {
-                plan.add.push((extra.output_header.as_str(), value.to_string()));
+                plan.add
+                    .push((extra.output_header.as_str(), Cow::Owned(value.to_string())));
             }
         }
     }
@@ -428,7 +516,7 @@ fn map_claims<'c>(
 
 /// One claim value: no control characters, within the length limit.
 fn clean_claim<'v>(identity: &IdentityConfig, claim: &str, value: &'v str) -> Result<&'v str, Refusal> {
-    if value.chars().any(char::is_control) {
+    if has_control_characters(value) {
         return Err(Refusal::new(
             Reason::IdentityMalformed,
             format!("the `{claim}` claim contains control characters"),
@@ -444,6 +532,19 @@ fn clean_claim<'v>(identity: &IdentityConfig, claim: &str, value: &'v str) -> Re
         ));
     }
     Ok(value)
+}
+
+/// Whether `text` holds a Unicode control character (general category Cc, what
+/// `char::is_control` tests: U+0000-U+001F and U+007F-U+009F), checked on the bytes without
+/// decoding characters. In UTF-8 the C0 controls and DEL are single bytes, and the C1 controls
+/// U+0080-U+009F are exactly the pairs 0xC2 0x80-0x9F; 0xC2 is only ever a lead byte in valid
+/// UTF-8, so no other character matches.
+fn has_control_characters(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(index, &byte)| {
+        byte.is_ascii_control()
+            || (byte == 0xC2 && matches!(bytes.get(index + 1), Some(0x80..=0x9F)))
+    })
 }
 
 /// `Impersonate-Extra-<key>` with the connection facts the configuration asks for. A fact Envoy
@@ -464,7 +565,8 @@ fn add_audit_extras<'c>(
         };
         let value = clean_value(identity, output_header, raw)?;
         if !value.is_empty() {
-            plan.add.push((output_header.as_str(), value.to_string()));
+            plan.add
+                .push((output_header.as_str(), Cow::Owned(value.to_string())));
         }
     }
     Ok(())
@@ -494,7 +596,7 @@ fn clean_list<'v>(
             format!("the {header} header is not valid UTF-8"),
         ));
     };
-    if text.chars().any(char::is_control) {
+    if has_control_characters(text) {
         return Err(Refusal::new(
             Reason::IdentityMalformed,
             format!("the {header} header contains control characters"),
@@ -525,7 +627,8 @@ fn check_length(identity: &IdentityConfig, header: &str, value: &[u8]) -> Result
     Ok(())
 }
 
-fn push_distinct<'h>(names: &mut Vec<&'h [u8]>, name: &'h [u8]) {
+/// Distinct names only: the list is a handful of names, so a scan beats hashing.
+fn push_distinct<'h>(names: &mut Removals<'h>, name: &'h [u8]) {
     if !names.iter().any(|seen| seen.eq_ignore_ascii_case(name)) {
         names.push(name);
     }

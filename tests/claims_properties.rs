@@ -106,7 +106,7 @@ proptest! {
                 refusal.reason,
                 Reason::IdentityMissing | Reason::IdentityMalformed | Reason::IdentityForbidden
             ));
-        }
+        };
     }
 
     #[test]
@@ -134,9 +134,9 @@ proptest! {
             (Ok(_), Err(_)) => {} // the value checks refused it
             (Err(refusal), Ok(_)) => prop_assert!(false, "extraction refused {refusal:?} but the plan mapped"),
             (Ok(claims), Ok(plan)) => {
-                let users: Vec<String> = plan.add.iter().filter(|(n, _)| *n == "impersonate-user").map(|(_, v)| v.clone()).collect();
+                let users: Vec<String> = plan.add.iter().filter(|(n, _)| *n == "impersonate-user").map(|(_, v)| v.to_string()).collect();
                 prop_assert_eq!(users, vec![claims.user.to_string()]);
-                let groups: Vec<String> = plan.add.iter().filter(|(n, _)| *n == "impersonate-group").map(|(_, v)| v.clone()).collect();
+                let groups: Vec<String> = plan.add.iter().filter(|(n, _)| *n == "impersonate-group").map(|(_, v)| v.to_string()).collect();
                 let mut expected: Vec<String> = Vec::new();
                 for group in &claims.groups {
                     let blank = group.trim().is_empty();
@@ -167,7 +167,7 @@ proptest! {
         let payload = json!({"email": user, "realm_access": {"roles": groups}});
         let plan = identity::plan_with_properties(&config, &[], &properties(encode::metadata(NAMESPACE, "payload", &payload)))
             .expect("plain groups map");
-        let mapped: Vec<String> = plan.add.iter().filter(|(n, _)| *n == "impersonate-group").map(|(_, v)| v.clone()).collect();
+        let mapped: Vec<String> = plan.add.iter().filter(|(n, _)| *n == "impersonate-group").map(|(_, v)| v.to_string()).collect();
         let mut expected: Vec<String> = Vec::new();
         for group in &groups {
             let group = format!("oidc:{group}");

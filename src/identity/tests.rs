@@ -16,7 +16,7 @@ fn headers<'a>(list: &'a [(&'a str, &'a [u8])]) -> Vec<Header<'a>> {
 fn added(plan: &Plan<'_, '_>) -> Vec<(String, String)> {
     plan.add
         .iter()
-        .map(|(n, v)| (n.to_string(), v.clone()))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect()
 }
 
@@ -54,7 +54,7 @@ fn strip_only_removes_every_impersonation_header_in_any_case() {
         vec!["Impersonate-User", "IMPERSONATE-GROUP", "impersonate-uid", "Impersonate-Extra-Scopes"]
     );
     assert!(plan.add.is_empty());
-    assert_eq!(plan.user, None);
+    assert_eq!(plan.user(), None);
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn maps_oauth2_proxy_identity() {
         removed(&plan),
         vec!["impersonate-user", "x-forwarded-user", "x-forwarded-groups", "x-forwarded-email"]
     );
-    assert_eq!(plan.user.as_deref(), Some("alice"));
+    assert_eq!(plan.user(), Some("alice"));
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn system_identities_are_403_after_prefixing() {
         &headers(&[("x-forwarded-user", b"system:admin"), ("x-forwarded-groups", b"system:masters")]),
     )
     .unwrap();
-    assert_eq!(plan.user.as_deref(), Some("oidc:system:admin"));
+    assert_eq!(plan.user(), Some("oidc:system:admin"));
 
     let allowed = cfg(r#"{"identity":{"preset":"oauth2-proxy","allow_system_identities":true}}"#);
     assert!(plan_ok(&allowed, &[("x-forwarded-user", b"system:admin")]));
@@ -312,7 +312,7 @@ mod jwt_mode {
         );
         assert_eq!(removed(&plan), vec!["Impersonate-User", "impersonate-group"]);
         assert_eq!(plan.stripped_impersonation_headers, 2);
-        assert_eq!(plan.user.as_deref(), Some("oidc:alice@example.com"));
+        assert_eq!(plan.user(), Some("oidc:alice@example.com"));
     }
 
     #[test]
@@ -374,4 +374,68 @@ mod jwt_mode {
         });
         assert_eq!(asked, vec!["metadata", "connection.uri_san_peer_certificate", "source.address"]);
     }
+}
+
+#[test]
+fn control_character_check_on_bytes_matches_char_is_control() {
+    for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+        let text = format!("a{c}b");
+        assert_eq!(has_control_characters(&text), c.is_control(), "U+{:04X}", c as u32);
+    }
+    // Bytes 0x80-0x9F as continuation bytes of other characters are not C1 controls.
+    assert!(!has_control_characters("\u{100}\u{11F}\u{7FF}\u{2000}"));
+}
+
+#[test]
+fn header_values_are_borrowed_without_prefix_and_nothing_spills() {
+    let config = oauth2_proxy();
+    let list = headers(&[
+        ("x-forwarded-user", b"alice"),
+        ("x-forwarded-groups", b"dev, ops ,kiali-viewers"),
+        ("x-forwarded-email", b"alice@example.com"),
+        ("impersonate-user", b"admin"),
+        ("Impersonate-Group", b"system:masters"),
+    ]);
+    let plan = plan(&config, &list).unwrap();
+    assert!(plan
+        .add
+        .iter()
+        .all(|(_, value)| matches!(value, Cow::Borrowed(_))));
+    assert!(!plan.add.spilled() && !plan.remove.spilled());
+    assert_eq!(plan.user(), Some("alice"));
+}
+
+#[test]
+fn prefixed_groups_are_deduplicated_before_prefixing() {
+    let config = cfg(
+        r#"{"identity":{"preset":"oauth2-proxy","group_prefix":"oidc:","static_groups":["oidc:dev","viewers"]}}"#,
+    );
+    let list = headers(&[
+        ("x-forwarded-user", b"alice"),
+        ("x-forwarded-groups", b"dev,ops,dev"),
+        ("x-forwarded-groups", b"ops"),
+    ]);
+    let plan = plan(&config, &list).unwrap();
+    let groups: Vec<&str> = plan
+        .add
+        .iter()
+        .filter(|(name, _)| *name == IMPERSONATE_GROUP)
+        .map(|(_, value)| value.as_ref())
+        .collect();
+    assert_eq!(groups, ["oidc:dev", "oidc:ops", "viewers"]);
+}
+
+#[test]
+fn multi_character_separator_splits_like_before() {
+    let config = cfg(r#"{"identity":{"preset":"oauth2-proxy","groups_separator":"; "}}"#);
+    // The header is trimmed before it is split: "a; b;c;" holds "a" and "b;c;".
+    let list = headers(&[("x-forwarded-user", b"alice"), ("x-forwarded-groups", b"a; b;c; ")]);
+    let plan = plan(&config, &list).unwrap();
+    let groups: Vec<&str> = plan
+        .add
+        .iter()
+        .filter(|(name, _)| *name == IMPERSONATE_GROUP)
+        .map(|(_, value)| value.as_ref())
+        .collect();
+    assert_eq!(groups, ["a", "b;c;"]);
 }
