@@ -19,7 +19,7 @@ export KHA_WASM = $(WASM)
 help:
 	@echo "make run    build the filter and start Envoy with it in front of stand-in services"
 	@echo "make run-jwt the same, with the identity from a JWT verified by Envoy's jwt_authn"
-	@echo "make test   unit tests, Envoy config validation and end-to-end tests (what CI runs)"
+	@echo "make test   unit tests, Envoy config validation, end-to-end tests and clippy (what CI runs)"
 	@echo "make soak   a minute of load with 3-second tokens and failing fetches (CI runs it too)"
 	@echo "make bench  throughput/latency: no filter vs. Lua vs. this filter"
 	@echo "make dist   write the wasm and its sha256 to dist/"
@@ -73,7 +73,7 @@ image-tools:
 e2e: wasm envoy tools
 	ENVOY_BIN=$(ENVOY) cargo test --release --workspace --tests -- --test-threads=2
 
-test: unit validate e2e
+test: unit validate e2e lint
 
 # A minute of concurrent load with 3-second tokens and failing fetches (tests/soak.rs).
 soak: wasm envoy
@@ -119,7 +119,9 @@ push: image
 	@echo "  url: oci://$(IMAGE)"
 	@echo "  sha256: \"$$(sed 's/^sha256://' dist/pushed.digest)\""
 
-lint:
+# Clippy with warnings as errors, native and wasm32; part of `make test`.
+lint: toolchain
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --release --target $(TARGET) -p kiali-header-auth -- -D warnings
 
