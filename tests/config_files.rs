@@ -13,28 +13,13 @@ const POD_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 const BOOTSTRAP_TOKEN_DIRS: [&str; 2] = ["/var/run/secrets/kiali-header-auth", "/tmp/kiali-header-auth-demo"];
 
 fn envoy_bootstraps() -> Vec<PathBuf> {
-    let root = harness::paths::repo_root();
-    let mut found = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if !name.starts_with('.') && name != "target" && name != "node_modules" {
-                    stack.push(path);
-                }
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                if text.contains("static_resources:") {
-                    found.push(path);
-                }
-            }
-        }
-    }
-    found.sort();
-    found
+    harness::paths::repository_files()
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|path| {
+            std::fs::read_to_string(path).is_ok_and(|text| text.contains("static_resources:"))
+        })
+        .collect()
 }
 
 fn localised(path: &Path, bootstrap: &harness::bootstrap_token::BootstrapToken) -> PathBuf {

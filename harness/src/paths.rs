@@ -66,6 +66,29 @@ pub fn envoy_bin() -> PathBuf {
     })
 }
 
+/// Every file of the repository's working tree, sorted: hidden directories, `target/` and
+/// `node_modules/` are skipped. For tests that check every configuration file in the repository.
+pub fn repository_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![repo_root()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !path.is_dir() {
+                files.push(path);
+            } else if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                stack.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
