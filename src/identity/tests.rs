@@ -439,3 +439,30 @@ fn multi_character_separator_splits_like_before() {
         .collect();
     assert_eq!(groups, ["a", "b;c;"]);
 }
+
+/// `http::apply_edits` adds a line without Envoy's replace when its name is not among the
+/// removals: sound only because every added name is an `impersonate-*` header, and every such
+/// header of the request is removed.
+#[test]
+fn every_added_name_is_an_impersonation_header_and_every_sent_one_is_removed() {
+    let config = cfg(
+        r#"{"identity":{"user_header":"x-user","groups_header":"x-groups","uid_header":"x-uid",
+            "extra_headers":{"email":"x-email"},"static_groups":["viewers"]}}"#,
+    );
+    let list: &[(&str, &[u8])] = &[
+        ("x-user", b"alice"),
+        ("x-groups", b"dev,ops"),
+        ("x-uid", b"42"),
+        ("x-email", b"alice@example.com"),
+        ("IMPERSONATE-GROUP", b"system:masters"),
+        ("Impersonate-Extra-Email", b"mallory@example.com"),
+    ];
+    let plan = plan(&config, &headers(list)).unwrap();
+    assert!(plan.add.len() >= 6, "{:?}", added(&plan));
+    for (name, _) in &plan.add {
+        assert!(is_impersonation_header(name.as_bytes()), "{name}");
+    }
+    for (name, _) in list.iter().filter(|(n, _)| is_impersonation_header(n.as_bytes())) {
+        assert!(plan.remove.iter().any(|r| r.eq_ignore_ascii_case(name.as_bytes())), "{name}");
+    }
+}
