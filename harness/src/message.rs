@@ -1,6 +1,5 @@
 //! What the stand-in servers record ([`RawRequest`]) and what the raw client returns
 //! ([`Response`]): header values as raw bytes (they may be non-UTF-8), duplicates kept.
-//! Also reachable as `harness::http1`, its former name.
 
 fn eq_ignore_case(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
@@ -56,29 +55,9 @@ impl RawRequest {
             .collect()
     }
 
-    /// Whether a header with this name (case-insensitive) is present.
-    pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| eq_ignore_case(n, name))
-    }
-
     /// The path without the query string.
     pub fn path_only(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or("")
-    }
-
-    /// The query string (after `?`), if any.
-    pub fn query(&self) -> Option<&str> {
-        self.path.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(""))
-    }
-
-    /// The body parsed as JSON, if it is JSON.
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-
-    /// The body lossily decoded as UTF-8.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 

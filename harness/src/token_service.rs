@@ -103,20 +103,6 @@ pub struct TokenService {
     state: Arc<Mutex<State>>,
 }
 
-/// The TokenRequest path for a namespace and service account.
-pub fn token_request_path(namespace: &str, service_account: &str) -> String {
-    format!("/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token")
-}
-
-/// A well-formed TokenRequest body.
-pub fn token_request_body(audiences: &[&str], expiration_seconds: u64) -> Value {
-    json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": { "audiences": audiences, "expirationSeconds": expiration_seconds }
-    })
-}
-
 /// A Kubernetes `Status` failure object.
 pub fn k8s_status(code: u16, reason: &str, message: &str) -> Value {
     json!({
@@ -130,7 +116,8 @@ pub fn k8s_status(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
-fn random_u64() -> u64 {
+/// A random number for token names (not for secrets: the stand-ins' tokens guard nothing).
+pub(crate) fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
     h.write_u64(std::process::id() as u64);
@@ -140,16 +127,11 @@ fn random_u64() -> u64 {
 impl TokenService {
     /// Starts on a free port of 127.0.0.1. Panics if it cannot bind.
     pub fn start() -> TokenService {
-        Self::start_on(0).expect("start TokenService")
+        Self::start_at(([127, 0, 0, 1], 0)).expect("start TokenService")
     }
 
-    /// Starts on `127.0.0.1:port` (0: any free port).
-    pub fn start_on(port: u16) -> io::Result<TokenService> {
-        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)))
-    }
-
-    /// Starts on `addr` (the docker-compose stand-ins bind 0.0.0.0).
-    pub fn start_at(addr: SocketAddr) -> io::Result<TokenService> {
+    /// Starts on `addr`, such as `([127, 0, 0, 1], port)` (the docker-compose stand-ins bind 0.0.0.0).
+    pub fn start_at(addr: impl Into<SocketAddr>) -> io::Result<TokenService> {
         let state: Arc<Mutex<State>> = Arc::default();
         let st = state.clone();
         let server = Server::start_at(addr, Arc::new(move |req: RawRequest| Box::pin(handle(st.clone(), req))))?;
@@ -169,21 +151,10 @@ impl TokenService {
         lock(&self.state).requests.len()
     }
 
-    /// Forgets recorded requests and issued tokens (configuration is kept).
-    pub fn clear(&self) {
-        let mut s = lock(&self.state);
-        s.requests.clear();
-        s.issued.clear();
-    }
-
     pub fn set_behavior(&self, behavior: Behavior) {
         let mut s = lock(&self.state);
         s.behavior = behavior;
         s.behavior_generation += 1;
-    }
-
-    pub fn behavior(&self) -> Behavior {
-        lock(&self.state).behavior.clone()
     }
 
     /// Requires `Authorization: Bearer <token>` on the TokenRequest route (`None`: no check).
@@ -205,10 +176,6 @@ impl TokenService {
     /// `client_id`/`client_secret` form fields). Without it any client is accepted.
     pub fn set_oauth_client(&self, id: &str, secret: &str) {
         lock(&self.state).oauth_client = Some((id.to_string(), secret.to_string()));
-    }
-
-    pub fn clear_oauth_client(&self) {
-        lock(&self.state).oauth_client = None;
     }
 
     /// Shape issued tokens as (unsigned-looking) JWTs: `header.payload.signature`.

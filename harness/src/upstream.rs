@@ -39,16 +39,11 @@ pub fn echo_body(req: &RawRequest) -> String {
 impl EchoUpstream {
     /// Starts on a free port of 127.0.0.1. Panics if it cannot bind.
     pub fn start() -> EchoUpstream {
-        Self::start_on(0).expect("start EchoUpstream")
+        Self::start_at(([127, 0, 0, 1], 0)).expect("start EchoUpstream")
     }
 
-    /// Starts on `127.0.0.1:port` (0: any free port).
-    pub fn start_on(port: u16) -> io::Result<EchoUpstream> {
-        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)))
-    }
-
-    /// Starts on `addr` (the docker-compose stand-ins bind 0.0.0.0).
-    pub fn start_at(addr: SocketAddr) -> io::Result<EchoUpstream> {
+    /// Starts on `addr`, such as `([127, 0, 0, 1], port)` (the docker-compose stand-ins bind 0.0.0.0).
+    pub fn start_at(addr: impl Into<SocketAddr>) -> io::Result<EchoUpstream> {
         let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
         let keep_at_most = Arc::new(AtomicUsize::new(usize::MAX));
         let watchers: Watchers = Arc::default();
