@@ -70,9 +70,6 @@ pub struct BootstrapCredential {
     pub sds_file: PathBuf,
     /// The directory whose renames trigger a reload (the token's directory).
     pub watched_directory: PathBuf,
-    /// `false`: a request that carries its own `Authorization` keeps it (the filter's
-    /// SelfSubjectAccessReview speaks as the issued token).
-    pub overwrite: bool,
 }
 
 /// Builder for an Envoy v3 bootstrap.
@@ -137,12 +134,6 @@ impl EnvoyConfig {
         self
     }
 
-    pub fn admin_port(mut self, port: u16) -> Self {
-        self.admin_port = port;
-        self.auto_ports = false;
-        self
-    }
-
     pub fn concurrency(mut self, n: u32) -> Self {
         self.concurrency = n.max(1);
         self
@@ -178,18 +169,12 @@ impl EnvoyConfig {
             cluster: cluster.to_string(),
             sds_file: token.sds_file(),
             watched_directory: token.dir().to_path_buf(),
-            overwrite: false,
         });
         self
     }
 
     pub fn access_log(mut self, on: bool) -> Self {
         self.access_log = on;
-        self
-    }
-
-    pub fn route_timeout(mut self, timeout: Duration) -> Self {
-        self.route_timeout = timeout;
         self
     }
 
@@ -352,7 +337,9 @@ fn credential_injector(credential: &BootstrapCredential) -> Value {
         typed(
             "envoy.filters.http.credential_injector",
             "envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
-            json!({ "overwrite": credential.overwrite, "credential": generic }),
+            // A request that carries its own `Authorization` keeps it: the filter's
+            // SelfSubjectAccessReview speaks as the issued token.
+            json!({ "overwrite": false, "credential": generic }),
         ),
         typed("envoy.filters.http.upstream_codec", "envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec", json!({})),
     ])
@@ -368,21 +355,15 @@ pub fn scan_admin_port(yaml: &str) -> Option<u16> {
 /// Parses admin `/stats?format=json` output: counters and gauges (histograms and
 /// text readouts skipped).
 pub fn parse_stats_json(body: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        return out;
-    };
-    if let Some(stats) = v.get("stats").and_then(|s| s.as_array()) {
-        for s in stats {
-            if let (Some(name), Some(value)) = (s.get("name").and_then(|n| n.as_str()), s.get("value")) {
-                let n = value.as_u64().or_else(|| value.as_i64().map(|i| i.max(0) as u64));
-                if let Some(n) = n {
-                    out.insert(name.to_string(), n);
-                }
-            }
-        }
-    }
-    out
+    let stats: Value = serde_json::from_str(body).unwrap_or_default();
+    let entries = stats["stats"].as_array().into_iter().flatten();
+    entries
+        .filter_map(|stat| {
+            let value = stat.get("value")?;
+            let value = value.as_u64().or_else(|| value.as_i64().map(|i| i.max(0) as u64))?;
+            Some((stat.get("name")?.as_str()?.to_string(), value))
+        })
+        .collect()
 }
 
 /// Calls `probe` every `interval` until it returns `Some` or `timeout` passes (then one last call).
@@ -401,13 +382,9 @@ fn poll_until<T>(timeout: Duration, interval: Duration, mut probe: impl FnMut() 
 pub fn validate(path: &Path) -> Result<(), String> {
     let bin = paths::find_envoy_bin().ok_or("envoy binary not found: run `make envoy`")?;
     let out = Command::new(bin)
-        .arg("--mode")
-        .arg("validate")
-        .arg("-c")
+        .args(["--mode", "validate", "-c"])
         .arg(path)
-        .arg("--disable-hot-restart")
-        .arg("--log-level")
-        .arg("warn")
+        .args(["--disable-hot-restart", "--log-level", "warn"])
         .current_dir(paths::repo_root())
         .stdin(Stdio::null())
         .output()
@@ -432,7 +409,9 @@ pub fn validate_config(cfg: &EnvoyConfig) -> Result<(), String> {
     validate(&path)
 }
 
-/// Low-level launch description (used by [`Envoy::start`] and the `demo` binary).
+/// Low-level launch description (used by [`Envoy::start`], the `demo` binary and tests that
+/// write their own bootstrap). Envoy runs in the repository root, so relative paths such as
+/// the wasm module's resolve.
 #[derive(Clone, Debug)]
 pub struct Launch {
     pub envoy_bin: PathBuf,
@@ -440,26 +419,23 @@ pub struct Launch {
     pub listener_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub concurrency: u32,
-    /// Working directory (default: inherited).
-    pub cwd: Option<PathBuf>,
-    /// stdout+stderr go to this file; `None`: inherited from this process.
-    pub log_file: Option<PathBuf>,
-    pub log_level: String,
-    pub component_log_level: Option<String>,
+    /// Envoy's stdout and stderr; by default `envoy.log` next to the config.
+    pub log_file: PathBuf,
+    /// `--component-log-level wasm:debug` (tests); off for the bench, which runs as in production.
+    pub wasm_debug_log: bool,
 }
 
 impl Launch {
     pub fn new(config_path: impl Into<PathBuf>, listener_port: u16, admin_port: u16) -> Launch {
+        let config_path = config_path.into();
         Launch {
             envoy_bin: paths::envoy_bin(),
-            config_path: config_path.into(),
-            listener_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listener_port),
-            admin_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), admin_port),
+            log_file: config_path.with_file_name("envoy.log"),
+            config_path,
+            listener_addr: SocketAddr::from(([127, 0, 0, 1], listener_port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             concurrency: 1,
-            cwd: None,
-            log_file: None,
-            log_level: "info".into(),
-            component_log_level: Some("wasm:debug".into()),
+            wasm_debug_log: true,
         }
     }
 }
@@ -550,11 +526,7 @@ impl Envoy {
             std::fs::write(&config_path, cfg.render()).map_err(|e| e.to_string())?;
             let mut launch = Launch::new(&config_path, cfg.listener_port, cfg.admin_port);
             launch.concurrency = cfg.concurrency;
-            launch.log_file = Some(dir.path().join("envoy.log"));
-            launch.cwd = Some(paths::repo_root());
-            if !cfg.wasm_debug_log {
-                launch.component_log_level = None;
-            }
+            launch.wasm_debug_log = cfg.wasm_debug_log;
             let mut envoy = Envoy::spawn(launch)?;
             envoy._dir = Some(dir);
             match envoy.wait_ready(READY_TIMEOUT, None) {
@@ -579,30 +551,22 @@ impl Envoy {
     /// Spawns Envoy as described, without waiting for readiness.
     pub fn spawn(launch: Launch) -> Result<Envoy, String> {
         let mut cmd = Command::new(&launch.envoy_bin);
+        let (concurrency, base_id) = (launch.concurrency.to_string(), unique_base_id().to_string());
         cmd.arg("-c")
             .arg(&launch.config_path)
-            .arg("--concurrency")
-            .arg(launch.concurrency.to_string())
-            .arg("--base-id")
-            .arg(unique_base_id().to_string())
-            .arg("--disable-hot-restart")
-            .arg("--log-level")
-            .arg(&launch.log_level)
+            .args(["--concurrency", &concurrency, "--base-id", &base_id])
+            .args(["--disable-hot-restart", "--log-level", "info"])
             // Access logs reach the log file within 250 ms instead of Envoy's default 10 s.
-            .arg("--file-flush-interval-msec")
-            .arg("250");
-        if let Some(c) = &launch.component_log_level {
-            cmd.arg("--component-log-level").arg(c);
+            .args(["--file-flush-interval-msec", "250"])
+            .current_dir(paths::repo_root())
+            .stdin(Stdio::null());
+        if launch.wasm_debug_log {
+            cmd.args(["--component-log-level", "wasm:debug"]);
         }
-        if let Some(d) = &launch.cwd {
-            cmd.current_dir(d);
-        }
-        cmd.stdin(Stdio::null());
-        if let Some(log) = &launch.log_file {
-            let f = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
-            let f2 = f.try_clone().map_err(|e| e.to_string())?;
-            cmd.stdout(Stdio::from(f)).stderr(Stdio::from(f2));
-        }
+        let log = &launch.log_file;
+        let f = std::fs::File::create(log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let f2 = f.try_clone().map_err(|e| e.to_string())?;
+        cmd.stdout(Stdio::from(f)).stderr(Stdio::from(f2));
         die_with_parent(&mut cmd);
         let child = spawn_from_long_lived_thread(cmd)
             .map_err(|e| format!("cannot start {}: {e}", launch.envoy_bin.display()))?;
@@ -646,21 +610,14 @@ impl Envoy {
         &self.launch.config_path
     }
 
-    /// The Envoy log so far (empty when output is inherited).
+    /// The Envoy log so far.
     pub fn log(&self) -> String {
-        match &self.launch.log_file {
-            Some(p) => std::fs::read(p).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
-            None => String::new(),
-        }
+        std::fs::read(&self.launch.log_file).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         poll_until(timeout, Duration::from_millis(50), || self.log().contains(needle).then_some(())).is_some()
-    }
-
-    pub fn get_admin(&self, path: &str) -> io::Result<Response> {
-        client::send(self.launch.admin_addr, &ClientRequest::get(path).timeout(Duration::from_secs(5)))
     }
 
     /// POSTs to an admin path (`/quitquitquit`, `/reset_counters`, ...).
@@ -669,7 +626,8 @@ impl Envoy {
     }
 
     pub fn try_stats(&self) -> io::Result<BTreeMap<String, u64>> {
-        let r = self.get_admin("/stats?format=json")?;
+        let stats = ClientRequest::get("/stats?format=json").timeout(Duration::from_secs(5));
+        let r = client::send(self.launch.admin_addr, &stats)?;
         if r.status != 200 {
             return Err(io::Error::other(format!("/stats answered {}", r.status)));
         }
@@ -741,7 +699,7 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.launch.log_file.is_some() {
+        if std::thread::panicking() {
             eprintln!(
                 "---- envoy log (pid {}, config {}) ----\n{}\n---- end of envoy log ----",
                 self.pid,
@@ -759,13 +717,11 @@ mod tests {
 
     #[test]
     fn scan_admin_port_variants() {
-        let block = "static_resources: {}\nadmin:\n  # port_value: 1\n  address:\n    socket_address:\n      address: 127.0.0.1\n      port_value: 9902\n";
-        assert_eq!(scan_admin_port(block), Some(9902));
         let flow = "admin:\n  address:\n    socket_address: { address: 127.0.0.1, port_value: 19000 }\nstatic_resources:\n  x: { port_value: 1 }\n";
         assert_eq!(scan_admin_port(flow), Some(19000));
         let none = "static_resources:\n  listeners:\n  - address: { socket_address: { port_value: 10000 } }\n";
         assert_eq!(scan_admin_port(none), None);
-        let cfg = EnvoyConfig::new().admin_port(12345);
+        let cfg = EnvoyConfig { admin_port: 12345, ..EnvoyConfig::new() };
         assert_eq!(scan_admin_port(&cfg.render()), Some(12345));
     }
 
@@ -783,49 +739,4 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert!(parse_stats_json("not json").is_empty());
     }
-
-    #[test]
-    fn render_shapes() {
-        let up: SocketAddr = "127.0.0.1:18080".parse().unwrap();
-        let tok: SocketAddr = "127.0.0.1:18443".parse().unwrap();
-        let cfg = EnvoyConfig::proxy(up)
-            .listener_port(10000)
-            .admin_port(9901)
-            .concurrency(2)
-            .wasm_file("/nonexistent/kha.wasm")
-            .filter(Filter::Wasm {
-                plugin_config: r#"{"a":"b\"c"}"#.into(),
-                vm_env: vec![("KHA_X".into(), "1".into())],
-                fail_open: true,
-            })
-            .add_filter(Filter::lua("function envoy_on_request(h)\n  h:headers():add(\"x\", \"y\")\nend"))
-            .token_cluster("outbound|443||kubernetes.default.svc.cluster.local", tok);
-        // Compared as parsed values: what Envoy reads, not how the YAML is laid out.
-        let y: Value = serde_yaml::from_str(&cfg.render()).unwrap();
-        let listener = &y["static_resources"]["listeners"][0];
-        assert_eq!(listener["address"]["socket_address"]["port_value"], 10000);
-        assert_eq!(listener["enable_reuse_port"], false);
-        let manager = &listener["filter_chains"][0]["filters"][0]["typed_config"];
-        assert_eq!(manager["codec_type"], "AUTO");
-        assert_eq!(manager["stat_prefix"], "ingress");
-        assert_eq!(manager["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["cluster"], "upstream");
-        let filters = manager["http_filters"].as_array().unwrap();
-        let names: Vec<&str> = filters.iter().map(|f| f["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["envoy.filters.http.wasm", "envoy.filters.http.lua", "envoy.filters.http.router"]);
-        let wasm = &filters[0]["typed_config"]["config"];
-        assert_eq!(wasm["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
-        assert_eq!(wasm["vm_config"]["vm_id"], "kiali-header-auth");
-        assert_eq!(wasm["vm_config"]["environment_variables"]["key_values"], json!({ "KHA_X": "1" }));
-        assert_eq!(wasm["root_id"], "kiali-header-auth");
-        assert_eq!(wasm["failure_policy"], "FAIL_OPEN");
-        assert_eq!(wasm["configuration"]["value"], r#"{"a":"b\"c"}"#);
-        assert_eq!(filters[1]["typed_config"]["default_source_code"]["inline_string"], "function envoy_on_request(h)\n  h:headers():add(\"x\", \"y\")\nend");
-        let clusters = y["static_resources"]["clusters"].as_array().unwrap();
-        assert_eq!(clusters[0]["name"], "upstream");
-        assert_eq!(clusters[1]["name"], "outbound|443||kubernetes.default.svc.cluster.local");
-        let endpoint = &clusters[1]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
-        assert_eq!(endpoint["address"]["socket_address"]["port_value"], 18443);
-        assert!(y.get("node").is_none());
-    }
 }
-

@@ -64,8 +64,7 @@ fn try_run(a: DemoArgs) -> Result<i32, Failure> {
     let mut launch = Launch::new(&config, a.listener_port, admin_port);
     launch.envoy_bin = envoy_bin;
     launch.concurrency = a.concurrency;
-    launch.cwd = Some(paths::repo_root());
-    launch.log_file = Some(log_path.clone());
+    launch.log_file = log_path.clone();
     let envoy = Envoy::spawn(launch).map_err(|e| (1, e))?;
     if let Err(e) = envoy.wait_ready(Duration::from_secs(60), Some(&signaled)) {
         envoy.terminate(Duration::from_secs(5));
