@@ -498,7 +498,6 @@ pub fn die_with_parent(cmd: &mut Command) {
 pub struct Envoy {
     child: Mutex<Child>,
     pid: u32,
-    exit: Mutex<Option<ExitStatus>>,
     launch: Launch,
     // Kept alive for the config and the log.
     _dir: Option<tempfile::TempDir>,
@@ -571,7 +570,7 @@ impl Envoy {
         let child = spawn_from_long_lived_thread(cmd)
             .map_err(|e| format!("cannot start {}: {e}", launch.envoy_bin.display()))?;
         let pid = child.id();
-        Ok(Envoy { child: Mutex::new(child), pid, exit: Mutex::new(None), launch, _dir: None })
+        Ok(Envoy { child: Mutex::new(child), pid, launch, _dir: None })
     }
 
     /// Polls admin `/ready` until it answers 200, Envoy exits, `timeout` passes or
@@ -653,15 +652,9 @@ impl Envoy {
         last
     }
 
+    /// The exit status once Envoy has exited (`Child` keeps it after reaping).
     fn exit_status(&self) -> Option<ExitStatus> {
-        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if exit.is_none() {
-            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-            if let Ok(Some(s)) = child.try_wait() {
-                *exit = Some(s);
-            }
-        }
-        *exit
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).try_wait().ok().flatten()
     }
 
     pub fn is_running(&self) -> bool {
@@ -673,26 +666,16 @@ impl Envoy {
         poll_until(timeout, Duration::from_millis(20), || self.exit_status())
     }
 
-    /// Sends a signal to Envoy (if it is still running).
-    pub fn signal(&self, sig: libc::c_int) {
-        if self.is_running() {
-            // SAFETY: plain kill(2) on our own, not yet reaped, child.
-            unsafe {
-                libc::kill(self.pid as libc::pid_t, sig);
-            }
-        }
-    }
-
     /// SIGTERM, wait up to `grace`, then SIGKILL; returns the exit status.
     pub fn terminate(&self, grace: Duration) -> Option<ExitStatus> {
-        self.signal(libc::SIGTERM);
+        if self.is_running() {
+            // SAFETY: plain kill(2) on our own child, not yet reaped (only `try_wait` reaps it).
+            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+        }
         if let Some(s) = self.wait_exit(grace) {
             return Some(s);
         }
-        {
-            let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = child.kill();
-        }
+        let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).kill();
         self.wait_exit(Duration::from_secs(5))
     }
 }

@@ -99,66 +99,40 @@ impl SelfSubjectAccessReviews {
             .ok()
             .and_then(|v| v.pointer("/spec/resourceAttributes").cloned())
             .unwrap_or(Value::Null);
-        let text = |name: &str| {
-            attributes
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let text = |name: &str| attributes.get(name).and_then(Value::as_str).unwrap_or("").to_string();
         let resource = match text("subresource").as_str() {
             "" => text("resource"),
             sub => format!("{}/{sub}", text("resource")),
         };
         let mut table = self.lock();
-        let mut record = RecordedReview {
-            bearer,
-            verb: text("verb"),
-            api_group: text("group"),
-            resource: resource.clone(),
-            allowed: None,
-            status: 0,
-        };
-        let reply = if req.method != "POST" {
-            record.status = 405;
-            Reply::json(405, &k8s_status(405, "MethodNotAllowed", "only POST"))
+        let (verb, api_group) = (text("verb"), text("group"));
+        let refusal = |code: u16, reason: &str, message: &str| (code, k8s_status(code, reason, message), None);
+        let (status, body, allowed) = if req.method != "POST" {
+            refusal(405, "MethodNotAllowed", "only POST")
         } else if !bearer_valid {
-            record.status = 401;
-            Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"))
+            refusal(401, "Unauthorized", "Unauthorized")
         } else if let Some((code, reason, message)) = &table.failure {
-            record.status = *code;
-            Reply::json(*code, &k8s_status(*code, reason, message))
-        } else if attributes.is_null() || record.verb.is_empty() {
-            record.status = 400;
-            Reply::json(
-                400,
-                &k8s_status(400, "BadRequest", "spec.resourceAttributes is required"),
-            )
+            refusal(*code, reason, message)
+        } else if attributes.is_null() || verb.is_empty() {
+            refusal(400, "BadRequest", "spec.resourceAttributes is required")
         } else {
-            let allowed = record.verb == "impersonate"
-                && table.rules.as_ref().is_none_or(|rules| {
-                    rules.iter().any(|r| r.grants(&record.api_group, &resource))
-                });
-            record.status = 201;
-            record.allowed = Some(allowed);
+            let allowed = verb == "impersonate"
+                && table.rules.as_ref().is_none_or(|rules| rules.iter().any(|r| r.grants(&api_group, &resource)));
             let mut status = json!({ "allowed": allowed });
             if allowed {
-                status["reason"] =
-                    json!("RBAC: allowed by ClusterRoleBinding \"kiali-header-auth-impersonate\"");
+                status["reason"] = json!("RBAC: allowed by ClusterRoleBinding \"kiali-header-auth-impersonate\"");
             }
-            Reply::json(
-                201,
-                &json!({
-                    "kind": "SelfSubjectAccessReview",
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "metadata": { "creationTimestamp": null },
-                    "spec": { "resourceAttributes": attributes },
-                    "status": status,
-                }),
-            )
+            let review = json!({
+                "kind": "SelfSubjectAccessReview",
+                "apiVersion": "authorization.k8s.io/v1",
+                "metadata": { "creationTimestamp": null },
+                "spec": { "resourceAttributes": attributes },
+                "status": status,
+            });
+            (201, review, Some(allowed))
         };
-        table.reviews.push(record);
-        reply
+        table.reviews.push(RecordedReview { bearer, verb, api_group, resource, allowed, status });
+        Reply::json(status, &body)
     }
 }
 

@@ -79,6 +79,13 @@ pub struct IssuedToken {
     pub source: TokenSource,
 }
 
+impl IssuedToken {
+    /// `issued_at` truncated to the second <= `at` < `expires_at`.
+    pub fn is_valid_at(&self, at: SystemTime) -> bool {
+        truncate_to_seconds(self.issued_at) <= at && at < self.expires_at
+    }
+}
+
 #[derive(Default)]
 struct State {
     behavior: Behavior,
@@ -203,8 +210,7 @@ impl TokenService {
     /// Whether `token` was issued by this service and is valid at `at`
     /// (`issued_at` truncated to the second <= `at` < `expires_at`).
     pub fn is_valid_at(&self, token: &str, at: SystemTime) -> bool {
-        self.find_issued(token)
-            .is_some_and(|t| truncate_to_seconds(t.issued_at) <= at && at < t.expires_at)
+        self.find_issued(token).is_some_and(|t| t.is_valid_at(at))
     }
 
     pub fn is_valid_now(&self, token: &str) -> bool {
@@ -261,11 +267,8 @@ async fn handle(state: Arc<Mutex<State>>, req: RawRequest) -> Reply {
         let bearer = authorization(&req, "bearer");
         let (reviews, valid) = {
             let s = lock(&state);
-            let now = SystemTime::now();
-            let valid = bearer.as_deref().is_some_and(|b| {
-                s.issued.iter().any(|t| t.token == b && truncate_to_seconds(t.issued_at) <= now && now < t.expires_at)
-            });
-            (s.reviews.clone(), valid)
+            let valid = |b: &str| s.issued.iter().any(|t| t.token == b && t.is_valid_at(SystemTime::now()));
+            (s.reviews.clone(), bearer.as_deref().is_some_and(valid))
         };
         return reviews.answer(&req, bearer, valid);
     }
@@ -356,31 +359,18 @@ fn lifetime_of(behavior: &Behavior) -> Duration {
 
 /// Mints a token and records it in `issued`, so tests can check what the upstream received.
 fn issue_token(
-    s: &mut State,
-    subject: String,
-    audiences: Vec<String>,
-    source: TokenSource,
-    now: SystemTime,
-    expires: SystemTime,
+    s: &mut State, subject: String, audiences: Vec<String>, source: TokenSource, now: SystemTime, expires: SystemTime,
 ) -> String {
-    let token = new_token(s, &subject, &audiences, now, expires);
-    s.issued.push(IssuedToken {
-        token: token.clone(),
-        issued_at: now,
-        expires_at: expires,
-        subject,
-        audiences,
-        source,
-    });
+    s.token_counter += 1;
+    let id = format!("kha-{}-{:016x}", s.token_counter, random_u64());
+    let token = if s.jwt { jwt_shaped(&id, &subject, &audiences, now, expires) } else { id };
+    s.issued.push(IssuedToken { token: token.clone(), issued_at: now, expires_at: expires, subject, audiences, source });
     token
 }
 
-fn new_token(s: &mut State, subject: &str, audiences: &[String], now: SystemTime, expires: SystemTime) -> String {
-    s.token_counter += 1;
-    let id = format!("kha-{}-{:016x}", s.token_counter, random_u64());
-    if !s.jwt {
-        return id;
-    }
+/// `header.payload.signature` with the claims a Kubernetes ServiceAccount token carries; the
+/// signature is random bytes (nobody verifies it).
+fn jwt_shaped(id: &str, subject: &str, audiences: &[String], now: SystemTime, expires: SystemTime) -> String {
     let header = json!({"alg": "RS256", "kid": "kha-test", "typ": "JWT"});
     let payload = json!({
         "iss": JWT_ISSUER,

@@ -2,7 +2,7 @@
 
 use crate::message::RawRequest;
 use crate::server::{Reply, Server};
-use serde_json::json;
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,18 +22,17 @@ pub struct EchoUpstream {
 /// The JSON body the upstream answers with for `req`:
 /// `{"method":..,"path":..,"headers":[[name, value],...]}` (keys in that order; names as
 /// received, i.e. lowercase; values lossily decoded as UTF-8).
-pub fn echo_body(req: &RawRequest) -> String {
-    let headers: Vec<serde_json::Value> = req
-        .headers
-        .iter()
-        .map(|(n, v)| json!([String::from_utf8_lossy(n), String::from_utf8_lossy(v)]))
-        .collect();
-    format!(
-        "{{\"method\":{},\"path\":{},\"headers\":{}}}",
-        json!(req.method),
-        json!(req.path),
-        serde_json::Value::Array(headers)
-    )
+pub fn echo_body(req: &RawRequest) -> Vec<u8> {
+    // A struct, so that serde writes the keys in this order.
+    #[derive(serde::Serialize)]
+    struct Echo<'a> {
+        method: &'a str,
+        path: &'a str,
+        headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    }
+    let headers = req.headers.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v)));
+    let echo = Echo { method: &req.method, path: &req.path, headers: headers.collect() };
+    serde_json::to_vec(&echo).unwrap_or_default()
 }
 
 impl EchoUpstream {
@@ -54,7 +53,7 @@ impl EchoUpstream {
                 let reply = Reply::Respond {
                     status: 200,
                     headers: vec![("content-type".into(), b"application/json".to_vec())],
-                    body: echo_body(&req).into_bytes(),
+                    body: echo_body(&req),
                 };
                 watching.lock().unwrap_or_else(|e| e.into_inner()).retain(|w| w.send(req.clone()).is_ok());
                 let mut recorded = rec.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,6 +107,7 @@ impl EchoUpstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::client::{self, ClientRequest, Connection};
     use std::time::Duration;
 
