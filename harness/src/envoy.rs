@@ -60,18 +60,6 @@ impl Filter {
     }
 }
 
-/// An upstream `credential_injector` on one cluster: `Authorization: Bearer <file contents>`
-/// from an SDS generic secret read through a `path_config_source` that watches the token's
-/// directory, so a token replaced by rename is picked up without a restart.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BootstrapCredential {
-    pub cluster: String,
-    /// The SDS resource file (`bootstrap_token::sds_resource`).
-    pub sds_file: PathBuf,
-    /// The directory whose renames trigger a reload (the token's directory).
-    pub watched_directory: PathBuf,
-}
-
 /// Builder for an Envoy v3 bootstrap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvoyConfig {
@@ -86,16 +74,15 @@ pub struct EnvoyConfig {
     pub clusters: Vec<(String, SocketAddr)>,
     /// Access log to stdout (goes to the Envoy log file).
     pub access_log: bool,
-    /// Route timeout for `Route::Proxy`.
-    pub route_timeout: Duration,
     /// Override of the wasm module path (default `paths::wasm_path()` at render time).
     pub wasm_file: Option<PathBuf>,
     /// Ports were picked automatically: `Envoy::start` may re-pick them on a bind clash.
     pub auto_ports: bool,
     /// `--component-log-level wasm:debug` (tests); off for the bench, which runs as in production.
     pub wasm_debug_log: bool,
-    /// Upstream credential injector on a token cluster (also sets the node id SDS needs).
-    pub bootstrap_credential: Option<BootstrapCredential>,
+    /// (cluster, the directory of a `BootstrapToken`): an upstream credential injector on that
+    /// cluster (also sets the node id SDS needs).
+    pub bootstrap_credential: Option<(String, PathBuf)>,
 }
 
 impl Default for EnvoyConfig {
@@ -115,7 +102,6 @@ impl EnvoyConfig {
             filters: Vec::new(),
             clusters: Vec::new(),
             access_log: false,
-            route_timeout: Duration::from_secs(15),
             wasm_file: None,
             auto_ports: true,
             wasm_debug_log: true,
@@ -165,11 +151,7 @@ impl EnvoyConfig {
     /// Injects the bootstrap token (`crate::bootstrap_token::BootstrapToken`) into every request
     /// on `cluster` that carries no `Authorization` of its own.
     pub fn bootstrap_credential(mut self, cluster: &str, token: &crate::bootstrap_token::BootstrapToken) -> Self {
-        self.bootstrap_credential = Some(BootstrapCredential {
-            cluster: cluster.to_string(),
-            sds_file: token.sds_file(),
-            watched_directory: token.dir().to_path_buf(),
-        });
+        self.bootstrap_credential = Some((cluster.to_string(), token.dir().to_path_buf()));
         self
     }
 
@@ -204,7 +186,7 @@ impl EnvoyConfig {
     /// The bootstrap as a value (rendered by [`EnvoyConfig::render`]).
     pub fn bootstrap(&self) -> Value {
         let route = match &self.route {
-            Route::Proxy(_) => json!({ "match": { "prefix": "/" }, "route": { "cluster": "upstream", "timeout": format!("{}s", self.route_timeout.as_secs_f64()) } }),
+            Route::Proxy(_) => json!({ "match": { "prefix": "/" }, "route": { "cluster": "upstream", "timeout": "15s" } }),
             Route::DirectResponse { status, body } => {
                 json!({ "match": { "prefix": "/" }, "direct_response": { "status": status, "body": { "inline_string": body } } })
             }
@@ -293,8 +275,8 @@ impl EnvoyConfig {
             "common_http_protocol_options": { "idle_timeout": "15s" },
             "explicit_http_config": { "http_protocol_options": {} },
         });
-        if let Some(credential) = self.bootstrap_credential.as_ref().filter(|c| c.cluster == name) {
-            protocol_options["http_filters"] = credential_injector(credential);
+        if let Some((_, token_dir)) = self.bootstrap_credential.as_ref().filter(|(cluster, _)| cluster == name) {
+            protocol_options["http_filters"] = credential_injector(token_dir);
         }
         json!({
             "name": name,
@@ -319,13 +301,15 @@ fn socket_address(ip: IpAddr, port: u16) -> Value {
     json!({ "socket_address": { "address": ip.to_string(), "port_value": port } })
 }
 
-/// The cluster's upstream HTTP filters: the credential injector, then the codec.
-fn credential_injector(credential: &BootstrapCredential) -> Value {
+/// The cluster's upstream HTTP filters: the credential injector, then the codec. The token is
+/// an SDS generic secret read through a `path_config_source` that watches the token's
+/// directory, so a token replaced by rename is picked up without a restart.
+fn credential_injector(token_dir: &Path) -> Value {
     let secret = json!({
         "name": crate::bootstrap_token::SECRET_NAME,
         "sds_config": { "path_config_source": {
-            "path": credential.sds_file.to_string_lossy(),
-            "watched_directory": { "path": credential.watched_directory.to_string_lossy() },
+            "path": token_dir.join(crate::bootstrap_token::SDS_FILE).to_string_lossy(),
+            "watched_directory": { "path": token_dir.to_string_lossy() },
         } },
     });
     let generic = typed(

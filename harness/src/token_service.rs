@@ -364,7 +364,8 @@ fn issue_token(
     s.token_counter += 1;
     let id = format!("kha-{}-{:016x}", s.token_counter, random_u64());
     let token = if s.jwt { jwt_shaped(&id, &subject, &audiences, now, expires) } else { id };
-    s.issued.push(IssuedToken { token: token.clone(), issued_at: now, expires_at: expires, subject, audiences, source });
+    let issued = IssuedToken { token: token.clone(), issued_at: now, expires_at: expires, subject, audiences, source };
+    s.issued.push(issued);
     token
 }
 

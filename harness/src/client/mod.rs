@@ -85,21 +85,11 @@ impl ClientRequest {
 
     /// The exact bytes that will be written.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(self.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.path.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        if !self.has("host") {
-            out.extend_from_slice(b"Host: ");
-            out.extend_from_slice(&self.host);
-            out.extend_from_slice(b"\r\n");
-        }
-        for (n, v) in &self.headers {
-            out.extend_from_slice(n);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
+        let mut out = [self.method.as_bytes(), b" ", self.path.as_bytes(), b" HTTP/1.1\r\n"].concat();
+        let host = (b"Host".to_vec(), self.host.clone());
+        let automatic_host = (!self.has("host")).then_some(&host);
+        for (name, value) in automatic_host.into_iter().chain(&self.headers) {
+            out.extend([name.as_slice(), b": ", value, b"\r\n"].concat());
         }
         let body_len = self.body.as_ref().map(Vec::len);
         let needs_length = body_len.is_some() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH");
@@ -110,9 +100,7 @@ impl ClientRequest {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if let Some(b) = &self.body {
-            out.extend_from_slice(b);
-        }
+        out.extend(self.body.iter().flatten());
         out
     }
 }
@@ -244,6 +232,7 @@ mod tests {
         let p = ClientRequest::post("/t").body("abc").keep_alive(true).header("host", "h2");
         assert_eq!(p.to_bytes(), b"POST /t HTTP/1.1\r\nhost: h2\r\nContent-Length: 3\r\n\r\nabc".to_vec());
         let e = ClientRequest::post("/t").header("Connection", "keep-alive");
-        assert_eq!(e.to_bytes(), b"POST /t HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n".to_vec());
+        let keep_alive = b"POST /t HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(e.to_bytes(), keep_alive.to_vec());
     }
 }
