@@ -15,7 +15,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hasher as _};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,10 +125,8 @@ pub fn k8s_status(code: u16, reason: &str, message: &str) -> Value {
 
 /// A random number for token names (not for secrets: the stand-ins' tokens guard nothing).
 pub(crate) fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.write_u64(std::process::id() as u64);
-    h.finish()
+    // Every `RandomState` has its own random keys, so hashing nothing yields a new number.
+    RandomState::new().build_hasher().finish()
 }
 
 impl TokenService {

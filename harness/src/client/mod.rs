@@ -182,18 +182,11 @@ impl Connection {
             stream.write_all(&req.to_bytes())?;
             reader.read(req.method == "HEAD")
         });
-        match result {
-            Ok((resp, reusable)) => {
-                if !reusable {
-                    self.close();
-                }
-                Ok(resp)
-            }
-            Err(e) => {
-                self.close();
-                Err(e)
-            }
+        // After an error, or an answer that ends the connection, the next request reconnects.
+        if !matches!(result, Ok((_, true))) {
+            self.close();
         }
+        result.map(|(response, _)| response)
     }
 
     /// How many TCP connections were opened so far (1 if keep-alive always held).
