@@ -246,10 +246,8 @@ fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy
     merge(cluster, &patch["patch"]["value"]);
     let config_path = dir.path().join("envoy.yaml");
     std::fs::write(&config_path, serde_yaml::to_string(&rendered).unwrap()).unwrap();
-    let mut launch =
+    let launch =
         harness::envoy::Launch::new(&config_path, config.listener_port, config.admin_port);
-    launch.log_file = Some(dir.path().join("envoy.log"));
-    launch.cwd = Some(root.clone());
     let envoy = Envoy::spawn(launch).unwrap();
     envoy.wait_ready(Duration::from_secs(30), None).unwrap();
 

@@ -91,9 +91,7 @@ fn invalid_configuration_on_live_reload_is_rejected_and_the_good_one_keeps_servi
     let (bootstrap, lds_path) = dynamic_listener_bootstrap(dir.path(), &config);
     let bootstrap_path = dir.path().join("envoy.yaml");
     std::fs::write(&bootstrap_path, &bootstrap).unwrap();
-    let mut launch = Launch::new(&bootstrap_path, config.listener_port, config.admin_port);
-    launch.log_file = Some(dir.path().join("envoy.log"));
-    launch.cwd = Some(harness::paths::repo_root());
+    let launch = Launch::new(&bootstrap_path, config.listener_port, config.admin_port);
     let envoy = Envoy::spawn(launch).unwrap();
     envoy.wait_ready(Duration::from_secs(30), None).unwrap();
     let alice = ClientRequest::get("/").header("X-Forwarded-User", "alice").header("Impersonate-User", "admin");

@@ -347,9 +347,7 @@ fn the_demo_bootstrap_accepts_a_demo_token() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("envoy-jwt.yaml");
     std::fs::write(&path, text).unwrap();
-    let mut launch = harness::envoy::Launch::new(&path, listener, admin);
-    launch.log_file = Some(dir.path().join("envoy.log"));
-    let envoy = Envoy::spawn(launch).unwrap();
+    let envoy = Envoy::spawn(harness::envoy::Launch::new(&path, listener, admin)).unwrap();
     envoy.wait_ready(std::time::Duration::from_secs(30), None).unwrap();
 
     let response = send(&envoy, &bearer(&demo.demo_token(harness::jwt::demo_claims())));

@@ -278,7 +278,7 @@ fn token_service_refusing_connections() {
     let envoy = Envoy::start(&config);
     assert_refused(&send(&envoy, &user("alice")), 503, "token_unavailable");
     assert!(wait_stat(&envoy, "token_fetch.failure.transport", 1) >= 1);
-    let tokens = TokenService::start_on(port).expect("port still free");
+    let tokens = TokenService::start_at(([127, 0, 0, 1], port)).expect("port still free");
     tokens.set_required_bearer(Some(BOOTSTRAP));
     assert!(eventually(Duration::from_secs(10), || send(&envoy, &user("a")).status == 200));
     assert_eq!(upstream.count(), 1);

@@ -7,15 +7,12 @@
 //! The strict token service accepts only the current token: `BootstrapToken::rotate` returns the
 //! new one, the caller hands it to `TokenService::set_required_bearer` and the old one is revoked.
 
-use crate::token_service::TokenService;
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use crate::token_service::{random_u64, TokenService};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The token file's name in its directory (as in a projected volume's `path`).
 pub const TOKEN_FILE: &str = "token";
@@ -31,28 +28,16 @@ pub struct BootstrapToken {
     rotations: u64,
 }
 
-fn random_suffix() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
-}
-
 /// Writes `contents` to `path` the way the kubelet does: a new file in the same directory, synced,
 /// then renamed over the old one, so a reader sees the old or the new token, never half of one.
 pub fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other("no parent directory"))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let staging = dir.join(format!(".{name}.{:016x}.tmp", random_suffix()));
-    let mut file = std::fs::File::create(&staging)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&staging, path)
+    let mut staging = tempfile::NamedTempFile::new_in(dir)?;
+    staging.write_all(contents)?;
+    staging.as_file().sync_all()?;
+    staging.persist(path).map(drop).map_err(|e| e.error)
 }
 
 /// The SDS resource (a generic secret read from `token_file`), as Envoy's path config source
@@ -102,7 +87,7 @@ impl BootstrapToken {
     /// Writes a new token (write-new-then-rename) and returns it.
     pub fn rotate(&mut self) -> io::Result<String> {
         self.rotations += 1;
-        let token = format!("bootstrap-{}-{:016x}", self.rotations, random_suffix());
+        let token = format!("bootstrap-{}-{:016x}", self.rotations, random_u64());
         replace_file(&self.token_file(), token.as_bytes())?;
         self.current = token.clone();
         Ok(token)
@@ -123,11 +108,17 @@ pub const DEMO_ROTATION_PERIOD: Duration = Duration::from_secs(60);
 /// The directory an Envoy bootstrap watches for its bootstrap token
 /// (`path_config_source.watched_directory.path`), if it has one.
 pub fn watched_directory(envoy_yaml: &str) -> Option<PathBuf> {
-    let after = &envoy_yaml[envoy_yaml.find("watched_directory")?..];
-    let value = &after[after.find("path:")? + "path:".len()..];
-    let end = value.find(['}', '\n', ',']).unwrap_or(value.len());
-    let path = value[..end].trim().trim_matches(['"', '\'']);
-    (!path.is_empty()).then(|| PathBuf::from(path))
+    fn find(value: &serde_yaml::Value) -> Option<PathBuf> {
+        match value {
+            serde_yaml::Value::Mapping(map) => map
+                .get("watched_directory")
+                .and_then(|watched| watched.get("path")?.as_str().map(PathBuf::from))
+                .or_else(|| map.values().find_map(find)),
+            serde_yaml::Value::Sequence(list) => list.iter().find_map(find),
+            _ => None,
+        }
+    }
+    find(&serde_yaml::from_str(envoy_yaml).ok()?)
 }
 
 /// For `make run`: when `envoy_yaml` reads a bootstrap token from a watched directory, writes one
@@ -153,58 +144,41 @@ pub fn refresher_for(envoy_yaml: &str, tokens: &TokenService) -> Option<Refreshe
 /// Rotates a bootstrap token every `period` on a thread, as the kubelet would, and keeps the
 /// token service's accepted bearer in step. For `make run`; stops on Drop.
 pub struct Refresher {
-    stop: Arc<AtomicBool>,
+    /// A message on it wakes the thread, which then ends.
+    stop: mpsc::Sender<()>,
     thread: Option<JoinHandle<()>>,
-    token: Arc<Mutex<BootstrapToken>>,
+    token_file: PathBuf,
 }
 
 impl Refresher {
     /// Writes the first token in `dir` (the token service accepts only it) and starts rotating.
     pub fn start(dir: &Path, period: Duration, tokens: &TokenService) -> io::Result<Refresher> {
-        let token = BootstrapToken::create(dir)?;
+        let mut token = BootstrapToken::create(dir)?;
         tokens.set_required_bearer(Some(token.current()));
-        let token = Arc::new(Mutex::new(token));
-        let stop = Arc::new(AtomicBool::new(false));
+        let token_file = token.token_file();
         let accepted = tokens.bearer_handle();
-        let (thread_token, thread_stop) = (token.clone(), stop.clone());
+        let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("bootstrap-token".into())
             .spawn(move || {
-                let mut next = Instant::now() + period;
-                while !thread_stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(100));
-                    if Instant::now() < next {
-                        continue;
-                    }
-                    next = Instant::now() + period;
-                    let mut token = thread_token.lock().unwrap_or_else(|e| e.into_inner());
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
                     match token.rotate() {
                         Ok(new) => accepted(Some(&new)),
-                        Err(e) => eprintln!(
-                            "bootstrap token: cannot rotate {}: {e}",
-                            token.token_file().display()
-                        ),
+                        Err(e) => eprintln!("bootstrap token: cannot rotate {}: {e}", token.token_file().display()),
                     }
                 }
             })?;
-        Ok(Refresher {
-            stop,
-            thread: Some(thread),
-            token,
-        })
+        Ok(Refresher { stop, thread: Some(thread), token_file })
     }
 
     pub fn token_file(&self) -> PathBuf {
-        self.token
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .token_file()
+        self.token_file.clone()
     }
 }
 
 impl Drop for Refresher {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -215,41 +189,25 @@ impl Drop for Refresher {
 mod tests {
     use super::*;
 
+    /// What Envoy makes of the files is the end-to-end test's (tests/bootstrap_rotation.rs).
     #[test]
-    fn rotation_replaces_the_file_atomically_and_keeps_the_sds_resource() {
+    fn rotation_replaces_the_file_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();
         let mut token = BootstrapToken::create(&dir.path().join("tokens")).unwrap();
-        let first = token.current().to_string();
-        assert_eq!(std::fs::read_to_string(token.token_file()).unwrap(), first);
-        let sds = std::fs::read_to_string(token.sds_file()).unwrap();
-        assert!(
-            sds.contains(SECRET_NAME) && sds.contains(&*token.token_file().to_string_lossy()),
-            "{sds}"
-        );
-        let second = token.rotate().unwrap();
+        let (first, second) = (token.current().to_string(), token.rotate().unwrap());
         assert_ne!(first, second);
         assert_eq!(std::fs::read_to_string(token.token_file()).unwrap(), second);
-        let leftovers: Vec<_> = std::fs::read_dir(token.dir())
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let entries = std::fs::read_dir(token.dir()).unwrap().flatten();
+        let mut names: Vec<String> = entries.map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, [SDS_FILE, TOKEN_FILE]);
     }
 
     #[test]
     fn finds_the_watched_directory_of_the_repository_configs() {
-        let root = crate::paths::repo_root();
-        let yaml = std::fs::read_to_string(root.join("envoy.yaml")).unwrap();
-        assert_eq!(
-            watched_directory(&yaml),
-            Some(PathBuf::from("/tmp/kiali-header-auth-demo"))
-        );
-        assert_eq!(
-            watched_directory("watched_directory:\n  path: \"/a/b\"\n"),
-            Some(PathBuf::from("/a/b"))
-        );
+        let yaml = std::fs::read_to_string(crate::paths::repo_root().join("envoy.yaml")).unwrap();
+        assert_eq!(watched_directory(&yaml), Some(PathBuf::from("/tmp/kiali-header-auth-demo")));
+        assert_eq!(watched_directory("watched_directory:\n  path: \"/a/b\"\n"), Some(PathBuf::from("/a/b")));
         assert_eq!(watched_directory("static_resources: {}"), None);
     }
 
@@ -259,9 +217,9 @@ mod tests {
         let tokens = TokenService::start();
         let refresher = Refresher::start(dir.path(), Duration::from_millis(200), &tokens).unwrap();
         let first = std::fs::read_to_string(refresher.token_file()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut second = first.clone();
-        while second == first && Instant::now() < deadline {
+        while second == first && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
             second = std::fs::read_to_string(refresher.token_file()).unwrap();
         }

@@ -2,8 +2,6 @@
 //! filter that verifies them with `local_jwks` and stores the payload in dynamic metadata, as
 //! Istio's `RequestAuthentication` does. Nothing here is mocked: Envoy verifies every token.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ed25519_dalek::{Signer as _, SigningKey};
@@ -107,49 +105,46 @@ impl TestIssuer {
         self.sign(&self.claims(extra))
     }
 
+    /// A demo token, valid for a day so a pasted curl keeps working.
+    pub fn demo_token(&self, claims: Value) -> String {
+        let mut all = self.claims(claims);
+        all["exp"] = json!(unix_now() + 24 * 3600);
+        self.sign(&all)
+    }
+
     /// Envoy's `jwt_authn` with this issuer's key inline, for [`crate::EnvoyConfig::add_filter`]
     /// before the wasm filter.
     pub fn jwt_authn_filter(&self, options: &JwtAuthnOptions) -> Filter {
-        Filter::raw(self.jwt_authn_yaml(options))
-    }
-
-    pub fn jwt_authn_yaml(&self, options: &JwtAuthnOptions) -> String {
-        let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
-        let mut yaml = String::new();
-        yaml.push_str("name: envoy.filters.http.jwt_authn\n");
-        yaml.push_str("typed_config:\n");
-        yaml.push_str("  \"@type\": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication\n");
-        yaml.push_str("  providers:\n");
-        yaml.push_str(&format!("    {PROVIDER}:\n"));
-        yaml.push_str(&format!("      issuer: {}\n", quote(&self.issuer)));
-        yaml.push_str(&format!("      audiences: [{}]\n", quote(&self.audience)));
-        yaml.push_str(&format!("      local_jwks: {{ inline_string: {} }}\n", quote(&self.jwks())));
-        yaml.push_str(&format!("      payload_in_metadata: {}\n", quote(&options.payload_key)));
+        let mut provider = json!({
+            "issuer": self.issuer,
+            "audiences": [self.audience],
+            "local_jwks": { "inline_string": self.jwks() },
+            "payload_in_metadata": options.payload_key,
+        });
         if options.from_forwarded_access_token {
-            yaml.push_str("      from_headers:\n");
-            yaml.push_str("      - { name: Authorization, value_prefix: \"Bearer \" }\n");
-            yaml.push_str("      - { name: X-Forwarded-Access-Token }\n");
+            provider["from_headers"] = json!([
+                { "name": "Authorization", "value_prefix": "Bearer " },
+                { "name": "X-Forwarded-Access-Token" },
+            ]);
         }
-        yaml.push_str("  rules:\n");
-        yaml.push_str("  - match: { prefix: \"/\" }\n");
-        if options.allow_missing {
-            yaml.push_str("    requires:\n");
-            yaml.push_str("      requires_any:\n");
-            yaml.push_str("        requirements:\n");
-            yaml.push_str(&format!("        - provider_name: {PROVIDER}\n"));
-            yaml.push_str("        - allow_missing: {}\n");
+        let requires = if options.allow_missing {
+            json!({ "requires_any": { "requirements": [{ "provider_name": PROVIDER }, { "allow_missing": {} }] } })
         } else {
-            yaml.push_str(&format!("    requires: {{ provider_name: {PROVIDER} }}\n"));
-        }
-        yaml
+            json!({ "provider_name": PROVIDER })
+        };
+        Filter::Raw(json!({
+            "name": "envoy.filters.http.jwt_authn",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+                "providers": { PROVIDER: provider },
+                "rules": [{ "match": { "prefix": "/" }, "requires": requires }],
+            },
+        }))
     }
 }
 
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default()
+    crate::time::unix_seconds(std::time::SystemTime::now())
 }
 
 /// The claims of the demo's token: the same user and groups as the header-based demo.
@@ -159,37 +154,4 @@ pub fn demo_claims() -> Value {
         "email": "alice@example.com",
         "groups": ["dev", "ops", "team, with comma"],
     })
-}
-
-impl TestIssuer {
-    /// A demo token, valid for a day so a pasted curl keeps working.
-    pub fn demo_token(&self, claims: Value) -> String {
-        let mut all = self.claims(claims);
-        all["exp"] = json!(unix_now() + 24 * 3600);
-        self.sign(&all)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
-
-    #[test]
-    fn tokens_verify_against_the_jwks() {
-        let issuer = TestIssuer::generate("https://idp.test", "kiali");
-        let token = issuer.token(json!({"sub": "alice"}));
-        let parts: Vec<&str> = token.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(claims["sub"], "alice");
-        assert_eq!(claims["iss"], "https://idp.test");
-        let jwks: Value = serde_json::from_str(&issuer.jwks()).unwrap();
-        let x = URL_SAFE_NO_PAD.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
-        let key = VerifyingKey::from_bytes(&x.try_into().unwrap()).unwrap();
-        let signature = Signature::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
-        key.verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature).unwrap();
-        assert_ne!(TestIssuer::generate("a", "b").jwks(), TestIssuer::generate("a", "b").jwks());
-        assert_eq!(TestIssuer::demo().jwks(), TestIssuer::demo().jwks());
-    }
 }

@@ -17,9 +17,6 @@ pub mod time;
 pub mod token_service;
 pub mod upstream;
 
-/// The former name of [`message`], kept for tests written against it.
-pub use message as http1;
-
 pub use client::{ClientRequest, Connection};
 pub use envoy::{Envoy, EnvoyConfig, Filter, Route};
 pub use message::{RawRequest, Response};

@@ -1,9 +1,9 @@
 //! What the stand-in servers record ([`RawRequest`]) and what the raw client returns
 //! ([`Response`]): header values as raw bytes (they may be non-UTF-8), duplicates kept.
-//! Also reachable as `harness::http1`, its former name.
 
-fn eq_ignore_case(a: &[u8], b: &str) -> bool {
-    a.eq_ignore_ascii_case(b.as_bytes())
+/// The values of the header lines named `name` (case-insensitive), in order.
+fn values<'a, N: AsRef<[u8]>>(headers: &'a [(N, Vec<u8>)], name: &'a str) -> impl Iterator<Item = &'a Vec<u8>> {
+    headers.iter().filter(move |(n, _)| n.as_ref().eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
 }
 
 /// A request as received by a server.
@@ -36,10 +36,7 @@ impl Default for RawRequest {
 impl RawRequest {
     /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<Vec<u8>> {
-        self.headers
-            .iter()
-            .find(|(n, _)| eq_ignore_case(n, name))
-            .map(|(_, v)| v.clone())
+        values(&self.headers, name).next().cloned()
     }
 
     /// First value of a header, lossily decoded as UTF-8.
@@ -49,36 +46,12 @@ impl RawRequest {
 
     /// All values of a header (case-insensitive name), in order.
     pub fn headers_named(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| eq_ignore_case(n, name))
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    /// Whether a header with this name (case-insensitive) is present.
-    pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| eq_ignore_case(n, name))
+        values(&self.headers, name).cloned().collect()
     }
 
     /// The path without the query string.
     pub fn path_only(&self) -> &str {
         self.path.split(['?', '#']).next().unwrap_or("")
-    }
-
-    /// The query string (after `?`), if any.
-    pub fn query(&self) -> Option<&str> {
-        self.path.split_once('?').map(|(_, q)| q.split('#').next().unwrap_or(""))
-    }
-
-    /// The body parsed as JSON, if it is JSON.
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-
-    /// The body lossily decoded as UTF-8.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
@@ -94,19 +67,12 @@ pub struct Response {
 impl Response {
     /// First value of a header (case-insensitive), lossily decoded.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        values(&self.headers, name).next().map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// All raw values of a header (case-insensitive), in order.
     pub fn headers_named(&self, name: &str) -> Vec<Vec<u8>> {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
+        values(&self.headers, name).cloned().collect()
     }
 
     /// The body parsed as JSON. Panics (with the status and body) if it is not JSON:

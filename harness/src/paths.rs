@@ -11,18 +11,13 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| manifest.to_path_buf())
 }
 
-/// The default location of the built filter, whether or not it exists.
-pub fn default_wasm_path() -> PathBuf {
-    repo_root().join("target/wasm32-wasip1/release/kiali_header_auth.wasm")
-}
-
 /// Path of the filter module: `$KHA_WASM` or the release build under `target/`.
 ///
 /// Panics with "run `make wasm` first" when the file does not exist.
 pub fn wasm_path() -> PathBuf {
     let p = match std::env::var_os("KHA_WASM") {
         Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => default_wasm_path(),
+        _ => repo_root().join("target/wasm32-wasip1/release/kiali_header_auth.wasm"),
     };
     if !p.is_file() {
         panic!(
@@ -87,20 +82,4 @@ pub fn repository_files() -> Vec<PathBuf> {
     }
     files.sort();
     files
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn root_has_workspace_manifest() {
-        assert!(repo_root().join("Cargo.toml").is_file());
-        assert!(repo_root().join("harness/Cargo.toml").is_file());
-    }
-
-    #[test]
-    fn default_wasm_path_shape() {
-        assert!(default_wasm_path().ends_with("target/wasm32-wasip1/release/kiali_header_auth.wasm"));
-    }
 }

@@ -62,14 +62,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `127.0.0.1:port` (0 for any free port) and starts serving.
-    pub fn start(port: u16, handler: Handler) -> io::Result<Server> {
-        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)), handler)
-    }
-
-    /// Binds `addr`; only the docker-compose stand-ins bind anything but 127.0.0.1.
-    pub fn start_at(addr: SocketAddr, handler: Handler) -> io::Result<Server> {
-        let listener = std::net::TcpListener::bind(addr)?;
+    /// Binds `addr` (port 0: any free port) and starts serving. Tests and the demo bind
+    /// 127.0.0.1 (`([127, 0, 0, 1], port)`); only the docker-compose stand-ins bind elsewhere.
+    pub fn start_at(addr: impl Into<SocketAddr>, handler: Handler) -> io::Result<Server> {
+        let listener = std::net::TcpListener::bind(addr.into())?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

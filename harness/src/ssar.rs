@@ -99,66 +99,40 @@ impl SelfSubjectAccessReviews {
             .ok()
             .and_then(|v| v.pointer("/spec/resourceAttributes").cloned())
             .unwrap_or(Value::Null);
-        let text = |name: &str| {
-            attributes
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
+        let text = |name: &str| attributes.get(name).and_then(Value::as_str).unwrap_or("").to_string();
         let resource = match text("subresource").as_str() {
             "" => text("resource"),
             sub => format!("{}/{sub}", text("resource")),
         };
         let mut table = self.lock();
-        let mut record = RecordedReview {
-            bearer,
-            verb: text("verb"),
-            api_group: text("group"),
-            resource: resource.clone(),
-            allowed: None,
-            status: 0,
-        };
-        let reply = if req.method != "POST" {
-            record.status = 405;
-            Reply::json(405, &k8s_status(405, "MethodNotAllowed", "only POST"))
+        let (verb, api_group) = (text("verb"), text("group"));
+        let refusal = |code: u16, reason: &str, message: &str| (code, k8s_status(code, reason, message), None);
+        let (status, body, allowed) = if req.method != "POST" {
+            refusal(405, "MethodNotAllowed", "only POST")
         } else if !bearer_valid {
-            record.status = 401;
-            Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"))
+            refusal(401, "Unauthorized", "Unauthorized")
         } else if let Some((code, reason, message)) = &table.failure {
-            record.status = *code;
-            Reply::json(*code, &k8s_status(*code, reason, message))
-        } else if attributes.is_null() || record.verb.is_empty() {
-            record.status = 400;
-            Reply::json(
-                400,
-                &k8s_status(400, "BadRequest", "spec.resourceAttributes is required"),
-            )
+            refusal(*code, reason, message)
+        } else if attributes.is_null() || verb.is_empty() {
+            refusal(400, "BadRequest", "spec.resourceAttributes is required")
         } else {
-            let allowed = record.verb == "impersonate"
-                && table.rules.as_ref().is_none_or(|rules| {
-                    rules.iter().any(|r| r.grants(&record.api_group, &resource))
-                });
-            record.status = 201;
-            record.allowed = Some(allowed);
+            let allowed = verb == "impersonate"
+                && table.rules.as_ref().is_none_or(|rules| rules.iter().any(|r| r.grants(&api_group, &resource)));
             let mut status = json!({ "allowed": allowed });
             if allowed {
-                status["reason"] =
-                    json!("RBAC: allowed by ClusterRoleBinding \"kiali-header-auth-impersonate\"");
+                status["reason"] = json!("RBAC: allowed by ClusterRoleBinding \"kiali-header-auth-impersonate\"");
             }
-            Reply::json(
-                201,
-                &json!({
-                    "kind": "SelfSubjectAccessReview",
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "metadata": { "creationTimestamp": null },
-                    "spec": { "resourceAttributes": attributes },
-                    "status": status,
-                }),
-            )
+            let review = json!({
+                "kind": "SelfSubjectAccessReview",
+                "apiVersion": "authorization.k8s.io/v1",
+                "metadata": { "creationTimestamp": null },
+                "spec": { "resourceAttributes": attributes },
+                "status": status,
+            });
+            (201, review, Some(allowed))
         };
-        table.reviews.push(record);
-        reply
+        table.reviews.push(RecordedReview { bearer, verb, api_group, resource, allowed, status });
+        Reply::json(status, &body)
     }
 }
 
@@ -166,80 +140,38 @@ impl SelfSubjectAccessReviews {
 mod tests {
     use super::*;
 
-    fn review(resource: &str, sub: Option<&str>, group: &str) -> RawRequest {
-        let mut attributes = json!({"verb": "impersonate", "group": group, "resource": resource});
-        if let Some(sub) = sub {
-            attributes["subresource"] = json!(sub);
-        }
-        RawRequest {
+    /// The status and `allowed` of the answer to an `impersonate` review of `resource`.
+    fn ask(ssar: &SelfSubjectAccessReviews, group: &str, resource: &str, valid: bool) -> (u16, Option<bool>) {
+        let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+        let attributes = json!({"verb": "impersonate", "group": group, "resource": resource, "subresource": sub});
+        let review = RawRequest {
             method: "POST".into(),
             path: REVIEW_PATH.into(),
             body: serde_json::to_vec(&json!({"spec": {"resourceAttributes": attributes}})).unwrap(),
             ..RawRequest::default()
-        }
-    }
-
-    fn allowed(reply: &Reply) -> (u16, Option<bool>) {
-        match reply {
-            Reply::Respond { status, body, .. } => {
-                let v: Value = serde_json::from_slice(body).unwrap();
-                (
-                    *status,
-                    v.pointer("/status/allowed").and_then(Value::as_bool),
-                )
-            }
-            Reply::Close => (0, None),
-        }
+        };
+        let Reply::Respond { status, body, .. } = ssar.answer(&review, Some("t".into()), valid) else {
+            panic!("a review is always answered");
+        };
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        (status, answer.pointer("/status/allowed").and_then(Value::as_bool))
     }
 
     #[test]
     fn answers_from_the_rule_table() {
         let ssar = SelfSubjectAccessReviews::default();
-        let token = Some("t".to_string());
-        assert_eq!(
-            allowed(&ssar.answer(&review("groups", None, ""), token.clone(), true)),
-            (201, Some(true))
-        );
-        ssar.set_rules(Some(vec![
-            ImpersonateRule::new("", "users"),
-            ImpersonateRule::new("authentication.k8s.io", "userextras/email"),
-        ]));
-        assert_eq!(
-            allowed(&ssar.answer(&review("users", None, ""), token.clone(), true)),
-            (201, Some(true))
-        );
-        assert_eq!(
-            allowed(&ssar.answer(&review("groups", None, ""), token.clone(), true)),
-            (201, Some(false))
-        );
-        assert_eq!(
-            allowed(&ssar.answer(
-                &review("userextras", Some("email"), "authentication.k8s.io"),
-                token.clone(),
-                true
-            )),
-            (201, Some(true))
-        );
-        assert_eq!(
-            allowed(&ssar.answer(
-                &review("userextras", Some("team"), "authentication.k8s.io"),
-                token.clone(),
-                true
-            )),
-            (201, Some(false))
-        );
-        assert_eq!(
-            allowed(&ssar.answer(&review("users", None, ""), token.clone(), false)),
-            (401, None)
-        );
+        assert_eq!(ask(&ssar, "", "groups", true), (201, Some(true)));
+        let extras = "authentication.k8s.io";
+        ssar.set_rules(Some(vec![ImpersonateRule::new("", "users"), ImpersonateRule::new(extras, "userextras/email")]));
+        assert_eq!(ask(&ssar, "", "users", true), (201, Some(true)));
+        assert_eq!(ask(&ssar, "", "groups", true), (201, Some(false)));
+        assert_eq!(ask(&ssar, extras, "userextras/email", true), (201, Some(true)));
+        assert_eq!(ask(&ssar, extras, "userextras/team", true), (201, Some(false)));
+        assert_eq!(ask(&ssar, "", "users", false), (401, None));
         ssar.set_failure(Some((500, "InternalError", "etcd is down")));
-        assert_eq!(
-            allowed(&ssar.answer(&review("users", None, ""), token, true)),
-            (500, None)
-        );
+        assert_eq!(ask(&ssar, "", "users", true), (500, None));
         let reviews = ssar.reviews();
         assert_eq!(reviews.len(), 7);
-        assert_eq!(reviews[3].resource, "userextras/email");
-        assert_eq!(reviews[2].allowed, Some(false));
+        assert_eq!((reviews[3].resource.as_str(), reviews[2].allowed), ("userextras/email", Some(false)));
     }
 }

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hasher as _};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,6 +79,13 @@ pub struct IssuedToken {
     pub source: TokenSource,
 }
 
+impl IssuedToken {
+    /// `issued_at` truncated to the second <= `at` < `expires_at`.
+    pub fn is_valid_at(&self, at: SystemTime) -> bool {
+        truncate_to_seconds(self.issued_at) <= at && at < self.expires_at
+    }
+}
+
 #[derive(Default)]
 struct State {
     behavior: Behavior,
@@ -103,20 +110,6 @@ pub struct TokenService {
     state: Arc<Mutex<State>>,
 }
 
-/// The TokenRequest path for a namespace and service account.
-pub fn token_request_path(namespace: &str, service_account: &str) -> String {
-    format!("/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token")
-}
-
-/// A well-formed TokenRequest body.
-pub fn token_request_body(audiences: &[&str], expiration_seconds: u64) -> Value {
-    json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": { "audiences": audiences, "expirationSeconds": expiration_seconds }
-    })
-}
-
 /// A Kubernetes `Status` failure object.
 pub fn k8s_status(code: u16, reason: &str, message: &str) -> Value {
     json!({
@@ -130,26 +123,20 @@ pub fn k8s_status(code: u16, reason: &str, message: &str) -> Value {
     })
 }
 
-fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.write_u64(std::process::id() as u64);
-    h.finish()
+/// A random number for token names (not for secrets: the stand-ins' tokens guard nothing).
+pub(crate) fn random_u64() -> u64 {
+    // Every `RandomState` has its own random keys, so hashing nothing yields a new number.
+    RandomState::new().build_hasher().finish()
 }
 
 impl TokenService {
     /// Starts on a free port of 127.0.0.1. Panics if it cannot bind.
     pub fn start() -> TokenService {
-        Self::start_on(0).expect("start TokenService")
+        Self::start_at(([127, 0, 0, 1], 0)).expect("start TokenService")
     }
 
-    /// Starts on `127.0.0.1:port` (0: any free port).
-    pub fn start_on(port: u16) -> io::Result<TokenService> {
-        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)))
-    }
-
-    /// Starts on `addr` (the docker-compose stand-ins bind 0.0.0.0).
-    pub fn start_at(addr: SocketAddr) -> io::Result<TokenService> {
+    /// Starts on `addr`, such as `([127, 0, 0, 1], port)` (the docker-compose stand-ins bind 0.0.0.0).
+    pub fn start_at(addr: impl Into<SocketAddr>) -> io::Result<TokenService> {
         let state: Arc<Mutex<State>> = Arc::default();
         let st = state.clone();
         let server = Server::start_at(addr, Arc::new(move |req: RawRequest| Box::pin(handle(st.clone(), req))))?;
@@ -169,21 +156,10 @@ impl TokenService {
         lock(&self.state).requests.len()
     }
 
-    /// Forgets recorded requests and issued tokens (configuration is kept).
-    pub fn clear(&self) {
-        let mut s = lock(&self.state);
-        s.requests.clear();
-        s.issued.clear();
-    }
-
     pub fn set_behavior(&self, behavior: Behavior) {
         let mut s = lock(&self.state);
         s.behavior = behavior;
         s.behavior_generation += 1;
-    }
-
-    pub fn behavior(&self) -> Behavior {
-        lock(&self.state).behavior.clone()
     }
 
     /// Requires `Authorization: Bearer <token>` on the TokenRequest route (`None`: no check).
@@ -205,10 +181,6 @@ impl TokenService {
     /// `client_id`/`client_secret` form fields). Without it any client is accepted.
     pub fn set_oauth_client(&self, id: &str, secret: &str) {
         lock(&self.state).oauth_client = Some((id.to_string(), secret.to_string()));
-    }
-
-    pub fn clear_oauth_client(&self) {
-        lock(&self.state).oauth_client = None;
     }
 
     /// Shape issued tokens as (unsigned-looking) JWTs: `header.payload.signature`.
@@ -236,8 +208,7 @@ impl TokenService {
     /// Whether `token` was issued by this service and is valid at `at`
     /// (`issued_at` truncated to the second <= `at` < `expires_at`).
     pub fn is_valid_at(&self, token: &str, at: SystemTime) -> bool {
-        self.find_issued(token)
-            .is_some_and(|t| truncate_to_seconds(t.issued_at) <= at && at < t.expires_at)
+        self.find_issued(token).is_some_and(|t| t.is_valid_at(at))
     }
 
     pub fn is_valid_now(&self, token: &str) -> bool {
@@ -294,11 +265,8 @@ async fn handle(state: Arc<Mutex<State>>, req: RawRequest) -> Reply {
         let bearer = authorization(&req, "bearer");
         let (reviews, valid) = {
             let s = lock(&state);
-            let now = SystemTime::now();
-            let valid = bearer.as_deref().is_some_and(|b| {
-                s.issued.iter().any(|t| t.token == b && truncate_to_seconds(t.issued_at) <= now && now < t.expires_at)
-            });
-            (s.reviews.clone(), valid)
+            let valid = |b: &str| s.issued.iter().any(|t| t.token == b && t.is_valid_at(SystemTime::now()));
+            (s.reviews.clone(), bearer.as_deref().is_some_and(valid))
         };
         return reviews.answer(&req, bearer, valid);
     }
@@ -389,31 +357,19 @@ fn lifetime_of(behavior: &Behavior) -> Duration {
 
 /// Mints a token and records it in `issued`, so tests can check what the upstream received.
 fn issue_token(
-    s: &mut State,
-    subject: String,
-    audiences: Vec<String>,
-    source: TokenSource,
-    now: SystemTime,
-    expires: SystemTime,
+    s: &mut State, subject: String, audiences: Vec<String>, source: TokenSource, now: SystemTime, expires: SystemTime,
 ) -> String {
-    let token = new_token(s, &subject, &audiences, now, expires);
-    s.issued.push(IssuedToken {
-        token: token.clone(),
-        issued_at: now,
-        expires_at: expires,
-        subject,
-        audiences,
-        source,
-    });
+    s.token_counter += 1;
+    let id = format!("kha-{}-{:016x}", s.token_counter, random_u64());
+    let token = if s.jwt { jwt_shaped(&id, &subject, &audiences, now, expires) } else { id };
+    let issued = IssuedToken { token: token.clone(), issued_at: now, expires_at: expires, subject, audiences, source };
+    s.issued.push(issued);
     token
 }
 
-fn new_token(s: &mut State, subject: &str, audiences: &[String], now: SystemTime, expires: SystemTime) -> String {
-    s.token_counter += 1;
-    let id = format!("kha-{}-{:016x}", s.token_counter, random_u64());
-    if !s.jwt {
-        return id;
-    }
+/// `header.payload.signature` with the claims a Kubernetes ServiceAccount token carries; the
+/// signature is random bytes (nobody verifies it).
+fn jwt_shaped(id: &str, subject: &str, audiences: &[String], now: SystemTime, expires: SystemTime) -> String {
     let header = json!({"alg": "RS256", "kid": "kha-test", "typ": "JWT"});
     let payload = json!({
         "iss": JWT_ISSUER,

@@ -2,7 +2,7 @@
 
 use crate::message::RawRequest;
 use crate::server::{Reply, Server};
-use serde_json::json;
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,33 +22,27 @@ pub struct EchoUpstream {
 /// The JSON body the upstream answers with for `req`:
 /// `{"method":..,"path":..,"headers":[[name, value],...]}` (keys in that order; names as
 /// received, i.e. lowercase; values lossily decoded as UTF-8).
-pub fn echo_body(req: &RawRequest) -> String {
-    let headers: Vec<serde_json::Value> = req
-        .headers
-        .iter()
-        .map(|(n, v)| json!([String::from_utf8_lossy(n), String::from_utf8_lossy(v)]))
-        .collect();
-    format!(
-        "{{\"method\":{},\"path\":{},\"headers\":{}}}",
-        json!(req.method),
-        json!(req.path),
-        serde_json::Value::Array(headers)
-    )
+pub fn echo_body(req: &RawRequest) -> Vec<u8> {
+    // A struct, so that serde writes the keys in this order.
+    #[derive(serde::Serialize)]
+    struct Echo<'a> {
+        method: &'a str,
+        path: &'a str,
+        headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    }
+    let headers = req.headers.iter().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v)));
+    let echo = Echo { method: &req.method, path: &req.path, headers: headers.collect() };
+    serde_json::to_vec(&echo).unwrap_or_default()
 }
 
 impl EchoUpstream {
     /// Starts on a free port of 127.0.0.1. Panics if it cannot bind.
     pub fn start() -> EchoUpstream {
-        Self::start_on(0).expect("start EchoUpstream")
+        Self::start_at(([127, 0, 0, 1], 0)).expect("start EchoUpstream")
     }
 
-    /// Starts on `127.0.0.1:port` (0: any free port).
-    pub fn start_on(port: u16) -> io::Result<EchoUpstream> {
-        Self::start_at(SocketAddr::from(([127, 0, 0, 1], port)))
-    }
-
-    /// Starts on `addr` (the docker-compose stand-ins bind 0.0.0.0).
-    pub fn start_at(addr: SocketAddr) -> io::Result<EchoUpstream> {
+    /// Starts on `addr`, such as `([127, 0, 0, 1], port)` (the docker-compose stand-ins bind 0.0.0.0).
+    pub fn start_at(addr: impl Into<SocketAddr>) -> io::Result<EchoUpstream> {
         let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
         let keep_at_most = Arc::new(AtomicUsize::new(usize::MAX));
         let watchers: Watchers = Arc::default();
@@ -59,7 +53,7 @@ impl EchoUpstream {
                 let reply = Reply::Respond {
                     status: 200,
                     headers: vec![("content-type".into(), b"application/json".to_vec())],
-                    body: echo_body(&req).into_bytes(),
+                    body: echo_body(&req),
                 };
                 watching.lock().unwrap_or_else(|e| e.into_inner()).retain(|w| w.send(req.clone()).is_ok());
                 let mut recorded = rec.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,8 +107,42 @@ impl EchoUpstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use crate::client::{self, ClientRequest, Connection};
     use std::time::Duration;
+
+    #[test]
+    fn echoes_and_records_raw_headers_on_one_connection() {
+        let up = EchoUpstream::start();
+        let mut connection = Connection::open(up.addr()).unwrap();
+        let request = ClientRequest::post("/api/x?y=1")
+            .header("Impersonate-Group", "a")
+            .header("IMPERSONATE-GROUP", "b")
+            .header("X-Bin", [0xC3u8, 0x28, 0xFF])
+            .body("{}");
+        for _ in 0..3 {
+            let response = connection.send(&request);
+            assert_eq!(response.header("content-type").as_deref(), Some("application/json"));
+            let echoed = response.text();
+            let start = r#"{"method":"POST","path":"/api/x?y=1","headers":[["host","localhost"],"#;
+            assert!(echoed.starts_with(start), "{echoed}");
+            let v = response.json();
+            assert_eq!(v["headers"][1], json!(["impersonate-group", "a"]));
+            assert_eq!(v["headers"][2], json!(["impersonate-group", "b"]));
+            assert_eq!(v["headers"][3][1], "\u{FFFD}(\u{FFFD}");
+        }
+        assert_eq!(connection.connects(), 1);
+        let last = up.last().unwrap();
+        assert_eq!(last.headers_named("impersonate-group"), vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!((last.header("x-bin").unwrap(), last.body), (vec![0xC3, 0x28, 0xFF], b"{}".to_vec()));
+        // Garbage gets hyper's 400 and a close, and the server keeps serving.
+        let raw = client::send_raw(up.addr(), b"\x00\x01garbage\r\n\r\n", Duration::from_secs(5)).unwrap();
+        assert!(raw.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&raw));
+        assert_eq!(client::get(up.addr(), "/after").unwrap().status, 200);
+        assert_eq!(up.count(), 4);
+        up.clear();
+        assert_eq!(up.count(), 0);
+    }
 
     #[test]
     fn recording_can_be_bounded() {
@@ -122,68 +150,10 @@ mod tests {
         up.keep_at_most(10);
         let mut connection = Connection::open(up.addr()).unwrap();
         for index in 0..25 {
-            let response = connection.send(&ClientRequest::get(&format!("/{index}")).keep_alive(true));
-            assert_eq!(response.status, 200);
+            assert_eq!(connection.send(&ClientRequest::get(&format!("/{index}"))).status, 200);
         }
         let kept = up.requests();
         assert!(kept.len() <= 10 && kept.len() >= 5, "{}", kept.len());
         assert_eq!(kept.last().unwrap().path, "/24");
-    }
-
-    #[test]
-    fn echoes_and_records_raw_headers() {
-        let up = EchoUpstream::start();
-        let resp = client::send(
-            up.addr(),
-            &ClientRequest::get("/api/x?y=1")
-                .header("Impersonate-Group", "a")
-                .header("IMPERSONATE-GROUP", "b")
-                .header("X-Bin", [0xC3u8, 0x28, 0xFF]),
-        )
-        .unwrap();
-        assert_eq!(resp.status, 200);
-        assert_eq!(resp.header("content-type").as_deref(), Some("application/json"));
-        assert!(resp.text().starts_with(r#"{"method":"GET","path":"/api/x?y=1","headers":[["host","localhost"],"#), "{}", resp.text());
-        let v = resp.json();
-        assert_eq!(v["method"], "GET");
-        assert_eq!(v["path"], "/api/x?y=1");
-        assert_eq!(v["headers"][1], json!(["impersonate-group", "a"]));
-        assert_eq!(v["headers"][2], json!(["impersonate-group", "b"]));
-        assert_eq!(v["headers"][3][1], "\u{FFFD}(\u{FFFD}");
-        let reqs = up.requests();
-        assert_eq!(reqs.len(), 1);
-        assert_eq!(reqs[0].headers_named("impersonate-group"), vec![b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(reqs[0].header("x-bin").unwrap(), vec![0xC3, 0x28, 0xFF]);
-        up.clear();
-        assert_eq!(up.count(), 0);
-    }
-
-    #[test]
-    fn keep_alive_and_malformed_input() {
-        let up = EchoUpstream::start();
-        let mut c = Connection::open(up.addr()).unwrap();
-        for i in 0..5 {
-            let r = c.send(&ClientRequest::post(&format!("/k{i}")).body(vec![b'x'; 100]));
-            assert_eq!(r.status, 200);
-        }
-        assert_eq!(c.connects(), 1);
-        assert_eq!(up.count(), 5);
-        assert_eq!(up.requests()[4].body.len(), 100);
-        // Garbage gets a 400 and a close, no panic, server keeps serving.
-        let raw = client::send_raw(up.addr(), b"\x00\x01garbage\r\n\r\n", Duration::from_secs(5)).unwrap();
-        assert!(raw.starts_with(b"HTTP/1.1 400"), "{:?}", String::from_utf8_lossy(&raw));
-        let raw = client::send_raw(up.addr(), b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab", Duration::from_secs(5)).unwrap();
-        assert!(raw.is_empty());
-        assert_eq!(client::get(up.addr(), "/after").unwrap().status, 200);
-        assert_eq!(up.count(), 6);
-    }
-
-    #[test]
-    fn drop_releases_port() {
-        let up = EchoUpstream::start();
-        let addr = up.addr();
-        let _idle = std::net::TcpStream::connect(addr).unwrap();
-        drop(up);
-        assert!(std::net::TcpListener::bind(addr).is_ok() || client::get(addr, "/").is_err());
     }
 }

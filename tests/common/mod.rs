@@ -5,7 +5,7 @@ pub mod mtls;
 
 use std::time::{Duration, Instant};
 
-use harness::http1::RawRequest;
+use harness::RawRequest;
 use harness::{ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, Response};
 
 pub const STAT: &str = "wasmcustom.kiali_header_auth.";

@@ -64,9 +64,7 @@ impl MtlsEnvoy {
         );
         let bootstrap = config.render().replacen("    - filters:\n", &tls, 1);
         std::fs::write(dir.path().join("envoy.yaml"), bootstrap).unwrap();
-        let mut launch = harness::envoy::Launch::new(dir.path().join("envoy.yaml"), config.listener_port, config.admin_port);
-        launch.log_file = Some(dir.path().join("envoy.log"));
-        launch.cwd = Some(harness::paths::repo_root());
+        let launch = harness::envoy::Launch::new(dir.path().join("envoy.yaml"), config.listener_port, config.admin_port);
         let envoy = Envoy::spawn(launch).unwrap();
         envoy.wait_ready(Duration::from_secs(30), None).unwrap();
         MtlsEnvoy {

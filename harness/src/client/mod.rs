@@ -20,9 +20,9 @@ pub struct ClientRequest {
     pub path: String,
     /// Headers written verbatim, in order, after the automatic `Host`.
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Value of the automatic `Host` header (`None`: no automatic `Host`). Default `localhost`.
-    /// Not written when `headers` already contains a `Host`.
-    pub host: Option<Vec<u8>>,
+    /// Value of the automatic `Host` header, `localhost` by default. Not written when
+    /// `headers` already contains a `Host`.
+    pub host: Vec<u8>,
     pub body: Option<Vec<u8>>,
     /// When false (default) `Connection: close` is added (unless a `Connection` header is given).
     pub keep_alive: bool,
@@ -35,7 +35,7 @@ impl ClientRequest {
             method: method.to_string(),
             path: path.to_string(),
             headers: Vec::new(),
-            host: Some(b"localhost".to_vec()),
+            host: b"localhost".to_vec(),
             body: None,
             keep_alive: false,
             timeout: DEFAULT_TIMEOUT,
@@ -58,13 +58,7 @@ impl ClientRequest {
 
     /// Sets the automatic `Host` header value.
     pub fn host(mut self, host: impl AsRef<[u8]>) -> Self {
-        self.host = Some(host.as_ref().to_vec());
-        self
-    }
-
-    /// Sends no automatic `Host` header.
-    pub fn no_host(mut self) -> Self {
-        self.host = None;
+        self.host = host.as_ref().to_vec();
         self
     }
 
@@ -91,23 +85,11 @@ impl ClientRequest {
 
     /// The exact bytes that will be written.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(self.method.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.path.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        if let Some(h) = &self.host {
-            if !self.has("host") {
-                out.extend_from_slice(b"Host: ");
-                out.extend_from_slice(h);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-        for (n, v) in &self.headers {
-            out.extend_from_slice(n);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(v);
-            out.extend_from_slice(b"\r\n");
+        let mut out = [self.method.as_bytes(), b" ", self.path.as_bytes(), b" HTTP/1.1\r\n"].concat();
+        let host = (b"Host".to_vec(), self.host.clone());
+        let automatic_host = (!self.has("host")).then_some(&host);
+        for (name, value) in automatic_host.into_iter().chain(&self.headers) {
+            out.extend([name.as_slice(), b": ", value, b"\r\n"].concat());
         }
         let body_len = self.body.as_ref().map(Vec::len);
         let needs_length = body_len.is_some() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH");
@@ -118,9 +100,7 @@ impl ClientRequest {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        if let Some(b) = &self.body {
-            out.extend_from_slice(b);
-        }
+        out.extend(self.body.iter().flatten());
         out
     }
 }
@@ -165,25 +145,20 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
 /// with `Connection: close` (or closes), the next `send` reconnects.
 pub struct Connection {
     addr: SocketAddr,
-    timeout: Duration,
     stream: Option<(TcpStream, ResponseReader)>,
     connects: u64,
 }
 
 impl Connection {
     pub fn open(addr: SocketAddr) -> io::Result<Connection> {
-        Self::open_with_timeout(addr, DEFAULT_TIMEOUT)
-    }
-
-    pub fn open_with_timeout(addr: SocketAddr, timeout: Duration) -> io::Result<Connection> {
-        let mut c = Connection { addr, timeout, stream: None, connects: 0 };
+        let mut c = Connection { addr, stream: None, connects: 0 };
         c.ensure()?;
         Ok(c)
     }
 
     fn ensure(&mut self) -> io::Result<&mut (TcpStream, ResponseReader)> {
         if self.stream.is_none() {
-            let s = connect(self.addr, self.timeout)?;
+            let s = connect(self.addr, DEFAULT_TIMEOUT)?;
             let r = ResponseReader::new(s.try_clone()?);
             self.connects += 1;
             return Ok(self.stream.insert((s, r)));
@@ -207,23 +182,11 @@ impl Connection {
             stream.write_all(&req.to_bytes())?;
             reader.read(req.method == "HEAD")
         });
-        match result {
-            Ok((resp, reusable)) => {
-                if !reusable {
-                    self.close();
-                }
-                Ok(resp)
-            }
-            Err(e) => {
-                self.close();
-                Err(e)
-            }
+        // After an error, or an answer that ends the connection, the next request reconnects.
+        if !matches!(result, Ok((_, true))) {
+            self.close();
         }
-    }
-
-    /// Whether a TCP connection is currently open.
-    pub fn is_open(&self) -> bool {
-        self.stream.is_some()
+        result.map(|(response, _)| response)
     }
 
     /// How many TCP connections were opened so far (1 if keep-alive always held).
@@ -261,7 +224,8 @@ mod tests {
         );
         let p = ClientRequest::post("/t").body("abc").keep_alive(true).header("host", "h2");
         assert_eq!(p.to_bytes(), b"POST /t HTTP/1.1\r\nhost: h2\r\nContent-Length: 3\r\n\r\nabc".to_vec());
-        let e = ClientRequest::post("/t").no_host().header("Connection", "keep-alive");
-        assert_eq!(e.to_bytes(), b"POST /t HTTP/1.1\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n".to_vec());
+        let e = ClientRequest::post("/t").header("Connection", "keep-alive");
+        let keep_alive = b"POST /t HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(e.to_bytes(), keep_alive.to_vec());
     }
 }

@@ -46,9 +46,9 @@ fn try_run(a: DemoArgs) -> Result<i32, Failure> {
         std::fs::create_dir_all(dir).map_err(|e| (1, format!("cannot create {}: {e}", dir.display())))?;
     }
 
-    let upstream = EchoUpstream::start_on(a.upstream_port)
+    let upstream = EchoUpstream::start_at(([127, 0, 0, 1], a.upstream_port))
         .map_err(|e| (1, format!("cannot start the Kiali stand-in on 127.0.0.1:{}: {e}", a.upstream_port)))?;
-    let tokens = TokenService::start_on(a.token_port)
+    let tokens = TokenService::start_at(([127, 0, 0, 1], a.token_port))
         .map_err(|e| (1, format!("cannot start the token service on 127.0.0.1:{}: {e}", a.token_port)))?;
     // A demo left running under load must not grow without bound.
     upstream.keep_at_most(10_000);
@@ -64,8 +64,7 @@ fn try_run(a: DemoArgs) -> Result<i32, Failure> {
     let mut launch = Launch::new(&config, a.listener_port, admin_port);
     launch.envoy_bin = envoy_bin;
     launch.concurrency = a.concurrency;
-    launch.cwd = Some(paths::repo_root());
-    launch.log_file = Some(log_path.clone());
+    launch.log_file = log_path.clone();
     let envoy = Envoy::spawn(launch).map_err(|e| (1, e))?;
     if let Err(e) = envoy.wait_ready(Duration::from_secs(60), Some(&signaled)) {
         envoy.terminate(Duration::from_secs(5));
