@@ -1,6 +1,7 @@
 //! Support for the `bench` binary (`make bench`): wrk output parsing, `/proc` readings, the
-//! statistics and the Markdown report. Pure where possible, so it is unit-tested natively.
+//! statistics and the Markdown report, callgrind. Pure where possible, so it is unit-tested natively.
 
+pub mod callgrind;
 pub mod procfs;
 pub mod report;
 pub mod wrk;
