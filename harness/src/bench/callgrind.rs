@@ -14,9 +14,7 @@ use crate::{client, ClientRequest, EnvoyConfig};
 /// The total instruction count of a callgrind output file: its `summary:` or `totals:` line.
 pub fn parse_total(out: &str) -> Option<u64> {
     out.lines().find_map(|line| {
-        let rest = line
-            .strip_prefix("summary:")
-            .or_else(|| line.strip_prefix("totals:"))?;
+        let rest = line.strip_prefix("summary:").or_else(|| line.strip_prefix("totals:"))?;
         rest.split_whitespace().next()?.parse().ok()
     })
 }
@@ -82,17 +80,27 @@ impl GrindEnvoy {
 
     /// Polls `/ready` (startup under valgrind takes about 80 s).
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        self.poll("ready", timeout, |g| g.admin("/ready").is_some())
+    }
+
+    /// Polls until the counter `name` is at least 1 (a token fetched).
+    pub fn wait_for_stat(&mut self, name: &str, timeout: Duration) -> Result<(), String> {
+        self.poll(name, timeout, |g| g.stat(name).is_some_and(|n| n >= 1))
+    }
+
+    /// Checks `done` every second until it holds, the process exits or `timeout` passes.
+    fn poll(&mut self, what: &str, timeout: Duration, done: impl Fn(&Self) -> bool) -> Result<(), String> {
         let start = Instant::now();
-        while start.elapsed() < timeout {
+        while !done(self) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("{}: exited ({status}); see {}/{}.log", self.name, self.dir.display(), self.name));
             }
-            if self.admin("/ready").is_some() {
-                return Ok(());
+            if start.elapsed() > timeout {
+                return Err(format!("{}: not {what} after {timeout:?}", self.name));
             }
             std::thread::sleep(Duration::from_secs(1));
         }
-        Err(format!("{}: not ready after {timeout:?}", self.name))
+        Ok(())
     }
 
     /// A counter from admin `/stats` (text format `name: value`).
@@ -101,26 +109,15 @@ impl GrindEnvoy {
         body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
     }
 
-    /// Polls the counter `name` until it is at least 1 (a token fetched).
-    pub fn wait_for_stat(&self, name: &str, timeout: Duration) -> Result<(), String> {
-        let start = Instant::now();
-        while self.stat(name).unwrap_or(0) == 0 {
-            if start.elapsed() > timeout {
-                return Err(format!("{}: {name} still 0 after {timeout:?}", self.name));
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        Ok(())
-    }
-
     fn control(&self, flag: &str) -> Result<(), String> {
         let out = Command::new("callgrind_control")
             .args([flag, &self.child.id().to_string()])
             .output()
             .map_err(|e| format!("callgrind_control: {e}"))?;
-        out.status.success().then_some(()).ok_or_else(|| {
-            format!("callgrind_control {flag} failed: {}", String::from_utf8_lossy(&out.stderr))
-        })
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("callgrind_control {flag} failed: {}", String::from_utf8_lossy(&out.stderr)))
     }
 
     /// Zeroes the counters; the window starts now.

@@ -13,11 +13,6 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// The time a variant adds to each request, in microseconds: `(1/rps_variant - 1/rps_none) * 1e6`.
-pub fn added_cost_us(rps_variant: f64, rps_none: f64) -> f64 {
-    (1.0 / rps_variant - 1.0 / rps_none) * 1e6
-}
-
 /// (max - min) / median, in percent.
 pub fn spread_pct(values: &[f64]) -> f64 {
     let max = values.iter().copied().fold(f64::MIN, f64::max);
@@ -36,6 +31,8 @@ pub struct Series {
     pub p99_us: Vec<f64>,
     /// CPU time of the Envoy under test per completed request (all its threads), µs.
     pub envoy_cpu_us_per_req: Vec<f64>,
+    /// VmRSS of the Envoy under test after its warm-up.
+    pub rss_kib: u64,
 }
 
 /// Medians of one series and its comparison with the no-filter and Lua series of its route.
@@ -55,6 +52,8 @@ pub struct Summary {
     pub cost_vs_lua: Option<f64>,
     pub envoy_cpu_us_per_req: f64,
     pub added_envoy_cpu_us: Option<f64>,
+    pub rss_mib: f64,
+    pub added_rss_mib: Option<f64>,
 }
 
 pub const NONE: &str = "none";
@@ -73,7 +72,13 @@ pub fn lua_yardstick(variant: &str, has_lua_strip: bool) -> &'static str {
 
 /// Added cost over `none` and the ratio to the same-job Lua of one (route, variant), from a
 /// per-variant cost `cost` (µs, instructions, ...) where `added(cost, none_cost)` is the extra.
-fn compare<T>(rows: &[T], route: impl Fn(&T) -> &str, variant: impl Fn(&T) -> &str, added: impl Fn(&T, &T) -> f64, row: &T) -> (Option<f64>, Option<f64>) {
+fn compare<T>(
+    rows: &[T],
+    route: impl Fn(&T) -> &str,
+    variant: impl Fn(&T) -> &str,
+    added: impl Fn(&T, &T) -> f64,
+    row: &T,
+) -> (Option<f64>, Option<f64>) {
     let find = |v: &str| rows.iter().find(|r| route(r) == route(row) && variant(r) == v);
     if variant(row) == NONE {
         return (None, None);
@@ -86,12 +91,11 @@ fn compare<T>(rows: &[T], route: impl Fn(&T) -> &str, variant: impl Fn(&T) -> &s
 
 /// Summaries in the order of `series`.
 pub fn summarize(series: &[Series]) -> Vec<Summary> {
-    let rps_added = |s: &Series, none: &Series| added_cost_us(median(&s.rps), median(&none.rps));
+    let added = |s: &Series, cost: fn(&Series) -> f64| compare(series, |r| &r.route, |r| &r.variant, |a, n| cost(a) - cost(n), s);
     series
         .iter()
         .map(|s| {
-            let (added_us, cost_vs_lua) = compare(series, |r| &r.route, |r| &r.variant, rps_added, s);
-            let cpu_added = compare(series, |r| &r.route, |r| &r.variant, |a, n| median(&a.envoy_cpu_us_per_req) - median(&n.envoy_cpu_us_per_req), s).0;
+            let (added_us, cost_vs_lua) = added(s, |r| 1e6 / median(&r.rps));
             Summary {
                 route: s.route.clone(),
                 variant: s.variant.clone(),
@@ -104,7 +108,9 @@ pub fn summarize(series: &[Series]) -> Vec<Summary> {
                 added_us,
                 cost_vs_lua,
                 envoy_cpu_us_per_req: median(&s.envoy_cpu_us_per_req),
-                added_envoy_cpu_us: cpu_added,
+                added_envoy_cpu_us: added(s, |r| median(&r.envoy_cpu_us_per_req)).0,
+                rss_mib: s.rss_kib as f64 / 1024.0,
+                added_rss_mib: added(s, |r| r.rss_kib as f64 / 1024.0).0,
             }
         })
         .collect()
@@ -125,10 +131,8 @@ pub struct Instructions {
 
 /// Fills `added` and `vs_lua` of every row from the `none` and Lua rows.
 pub fn compare_instructions(rows: &mut [Instructions]) {
-    let done: Vec<(Option<f64>, Option<f64>)> = rows
-        .iter()
-        .map(|r| compare(rows, |_| "direct_response", |x| &x.variant, |a, n| a.per_request - n.per_request, r))
-        .collect();
+    let done: Vec<(Option<f64>, Option<f64>)> =
+        rows.iter().map(|r| compare(rows, |_| "direct_response", |x| &x.variant, |a, n| a.per_request - n.per_request, r)).collect();
     for (row, (added, vs_lua)) in rows.iter_mut().zip(done) {
         (row.added, row.vs_lua) = (added, vs_lua);
     }
@@ -153,33 +157,6 @@ pub fn goal_status(route: &str, ratio: f64) -> &'static str {
     }
 }
 
-/// Everything the report says about the run besides the tables.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Meta {
-    pub date: String,
-    pub nproc: usize,
-    pub cpu_model: String,
-    pub mem_total_kib: Option<u64>,
-    pub envoy_version: String,
-    pub wasm_path: String,
-    pub wasm_bytes: u64,
-    pub wrk_command: String,
-    pub rounds: usize,
-    pub pinning: String,
-    pub request: Vec<(String, String)>,
-    pub equivalence: String,
-    pub wall_seconds: f64,
-}
-
-/// Resident memory of one (route, variant) Envoy after its warm-up.
-#[derive(Clone, Debug, Serialize)]
-pub struct Memory {
-    pub route: String,
-    pub variant: String,
-    pub label: String,
-    pub rss_after_warmup_kib: u64,
-}
-
 /// Token-fetch accounting: exactly one fetch per Envoy process with a token source.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Tokens {
@@ -197,14 +174,13 @@ impl Tokens {
     }
 }
 
-/// A Markdown table.
-pub fn table(head: &[&str], align_right_from: usize, rows: &[Vec<String>]) -> String {
+/// A Markdown table: `head` is the header row's cells joined by " | "; columns from
+/// `right_from` on are right-aligned (numbers).
+pub fn table(head: &str, right_from: usize, rows: &[Vec<String>]) -> String {
+    let head: Vec<String> = head.split(" | ").map(str::to_string).collect();
+    let rule: Vec<String> = (0..head.len()).map(|i| if i < right_from { "---" } else { "---:" }.to_string()).collect();
     let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
-    let rule: Vec<String> = (0..head.len()).map(|i| if i < align_right_from { "---" } else { "---:" }.to_string()).collect();
-    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
-    let mut out = line(&head) + &line(&rule);
-    rows.iter().for_each(|r| out += &line(r));
-    out
+    [head, rule].iter().chain(rows).map(|r| line(r)).collect()
 }
 
 /// `x` with `digits` decimals and `suffix`, or a dash when missing or not finite.
@@ -215,125 +191,125 @@ pub fn num(x: Option<f64>, digits: usize, suffix: &str) -> String {
     }
 }
 
-/// The Markdown report. `goal` is the variant key checked against [`goal_max_ratio`].
-pub fn markdown(meta: &Meta, summaries: &[Summary], instructions: &[Instructions], memory: &[Memory], tokens: &Tokens, goal: &str, extra: &[String]) -> String {
-    let wasm_size_goal = if meta.wasm_bytes < 150_000 { "met" } else { "not met" };
-    let facts = [
-        ("date", meta.date.clone()),
-        ("machine", format!("{} CPUs, {}, {:.1} GiB RAM", meta.nproc, meta.cpu_model, meta.mem_total_kib.unwrap_or(0) as f64 / 1048576.0)),
-        ("Envoy", meta.envoy_version.clone()),
-        ("wasm", format!("`{}`: {} bytes (goal < 150 KB: {wasm_size_goal})", meta.wasm_path, meta.wasm_bytes)),
-        ("load", format!("`{}`, {} rounds round-robin over all variants and routes, median per variant, after a warm-up", meta.wrk_command, meta.rounds)),
-        ("Envoy under test", "`--concurrency 1`, one process per variant and route, all alive to the end".into()),
-        ("CPUs", meta.pinning.clone()),
-        ("upstream (proxied route)", "a second Envoy answering with a `direct_response`".into()),
-        ("request", meta.request.iter().map(|(n, v)| format!("`{n}: {v}`")).collect::<Vec<_>>().join(", ")),
-        ("Lua equivalence check", meta.equivalence.clone()),
-        ("bench wall time", format!("{:.0} s", meta.wall_seconds)),
-    ];
-    let rows: Vec<Vec<String>> = facts.into_iter().map(|(k, v)| vec![k.to_string(), v]).collect();
-    let mut m = format!("# kiali-header-auth: `make bench`\n\n{}\n", table(&["", ""], 2, &rows));
+/// The Markdown report: `facts` about the run, the tables, the goals and `extra` notes. `goal` is
+/// the variant key checked against [`goal_max_ratio`]; `wasm_bytes` the size checked against 150 KB.
+pub fn markdown(
+    facts: &[(String, String)],
+    summaries: &[Summary],
+    instructions: &[Instructions],
+    tokens: &Tokens,
+    (goal, wasm_bytes): (&str, u64),
+    extra: &[String],
+) -> String {
+    let rows: Vec<Vec<String>> = facts.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect();
+    let mut m = format!("# kiali-header-auth: `make bench`\n\n{}", table(" | ", 2, &rows));
     let mut goals = Vec::new();
     if !summaries.is_empty() {
-        m += "## Throughput and latency (medians)\n\nAdded µs/request = (1/rps − 1/rps_no_filter) × 10⁶ on the same route; cost/Lua = that \
-              divided by the added cost of the Lua filter doing the same job. Envoy CPU µs/req: CPU time of the Envoy under test per request, \
-              a cross-check; spread = (max − min) / median of req/s over the rounds.\n\n";
+        m += "\n## Throughput and latency (medians)\n\nAdded µs/request = (1/rps − 1/rps_no_filter) × 10⁶ on the same route; cost / Lua = \
+              that divided by the added cost of the Lua filter doing the same job; spread = (max − min) / median of req/s over the rounds. \
+              Envoy CPU µs/req: CPU time of the Envoy under test per request, a cross-check. RSS: VmRSS after the warm-up.\n\n";
         let rows: Vec<Vec<String>> = summaries
             .iter()
             .map(|s| {
-                let cpu = format!("{} ({})", num(Some(s.envoy_cpu_us_per_req), 1, ""), num(s.added_envoy_cpu_us, 1, ""));
-                let cells = [num(Some(s.rps), 0, ""), num(Some(s.rps_spread_pct), 1, "%"), num(Some(s.p50_us / 1e3), 3, ""), num(Some(s.p99_us / 1e3), 3, "")];
-                [vec![s.route.clone(), s.label.clone()], cells.to_vec(), vec![num(s.added_us, 1, ""), num(s.cost_vs_lua, 2, "×"), cpu]].concat()
+                let with_added = |x: f64, added: Option<f64>, digits| format!("{} ({})", num(Some(x), digits, ""), num(added, digits, ""));
+                vec![
+                    s.route.clone(),
+                    s.label.clone(),
+                    num(Some(s.rps), 0, ""),
+                    num(Some(s.rps_spread_pct), 1, "%"),
+                    num(Some(s.p50_us / 1e3), 3, ""),
+                    num(Some(s.p99_us / 1e3), 3, ""),
+                    num(s.added_us, 1, ""),
+                    num(s.cost_vs_lua, 2, "×"),
+                    with_added(s.envoy_cpu_us_per_req, s.added_envoy_cpu_us, 1),
+                    with_added(s.rss_mib, s.added_rss_mib, 2),
+                ]
             })
             .collect();
-        m += &table(&["route", "variant", "req/s", "spread", "p50 ms", "p99 ms", "added µs/req", "cost / Lua (same job)", "Envoy CPU µs/req (added)"], 2, &rows);
-        let lua_added = |route: &str| summaries.iter().find(|s| s.route == route && s.variant == LUA).and_then(|s| s.added_us);
+        let head = "route | variant | req/s | spread | p50 ms | p99 ms | added µs/req | cost / Lua (same job) | Envoy CPU µs/req (added) | RSS MiB (added)";
+        m += &table(head, 2, &rows);
         for s in summaries.iter().filter(|s| s.variant == goal) {
-            if let (Some(a), Some(l), Some(r)) = (s.added_us, lua_added(&s.route), s.cost_vs_lua) {
-                let g = goal_max_ratio(&s.route);
-                goals.push(format!("- {}: filter (full impersonation) adds {a:.1} µs/request, Lua {l:.1} µs: {r:.2}× Lua's cost: goal ≤ {g:.1}× **{}**", s.route, goal_status(&s.route, r)));
+            let lua = summaries.iter().find(|l| l.route == s.route && l.variant == LUA).and_then(|l| l.added_us);
+            if let (Some(a), Some(l), Some(r)) = (s.added_us, lua, s.cost_vs_lua) {
+                let (g, status) = (goal_max_ratio(&s.route), goal_status(&s.route, r));
+                let route = &s.route;
+                goals.push(format!("- {route}: filter (full impersonation) adds {a:.1} µs/request, Lua {l:.1} µs: {r:.2}× Lua's cost: goal ≤ {g:.1}× **{status}**"));
             }
         }
     }
     if !instructions.is_empty() {
         m += "\n## Instructions per request (callgrind, direct_response route)\n\nEach Envoy alone under `valgrind --tool=callgrind`, `wrk -t1 -c4`; \
-              instructions counted over the load window less the idle rate (the filter's tick, Envoy's timers) × its length, divided by \
-              the requests counted by `http.ingress.downstream_rq_total`. Deterministic within about 0.5% between runs.\n\n";
+              instructions over the load window less the idle rate (the filter's tick, Envoy's timers) × its length, divided by the requests \
+              counted by `http.ingress.downstream_rq_total`. Repeat runs agree within about 0.5%.\n\n";
+        let k = |x: Option<f64>| num(x.map(|x| x / 1e3), 1, "k");
         let rows: Vec<Vec<String>> = instructions
             .iter()
             .map(|i| {
-                let k = |x: Option<f64>| num(x.map(|x| x / 1e3), 1, "k");
-                vec![i.label.clone(), k(Some(i.per_request)), k(i.added), num(i.vs_lua, 2, "×"), i.requests.to_string(), k(Some(i.idle_per_second))]
+                vec![
+                    i.label.clone(),
+                    k(Some(i.per_request)),
+                    k(i.added),
+                    num(i.vs_lua, 2, "×"),
+                    i.requests.to_string(),
+                    k(Some(i.idle_per_second)),
+                ]
             })
             .collect();
-        m += &table(&["variant", "instructions/request", "added over no filter", "added / Lua (same job)", "requests", "idle instructions/s"], 1, &rows);
+        m += &table(
+            "variant | instructions/request | added over no filter | added / Lua (same job) | requests | idle instructions/s",
+            1,
+            &rows,
+        );
         let lua = instructions.iter().find(|i| i.variant == LUA).and_then(|i| i.added);
         for i in instructions.iter().filter(|i| i.variant == goal) {
             if let (Some(a), Some(l), Some(r)) = (i.added, lua, i.vs_lua) {
-                goals.push(format!("- direct_response (instructions): filter (full impersonation) adds {:.1}k instructions/request, Lua {:.1}k: {r:.2}× Lua's cost: goal ≤ 0.8× **{}**", a / 1e3, l / 1e3, goal_status("direct_response", r)));
+                let (a, l, status) = (a / 1e3, l / 1e3, goal_status("direct_response", r));
+                goals.push(format!("- direct_response (instructions): filter (full impersonation) adds {a:.1}k instructions/request, Lua {l:.1}k: {r:.2}× Lua's cost: goal ≤ 0.8× **{status}**"));
             }
         }
     }
+    let fetches = if tokens.ok() { "exactly 1 per process, none on the hot path" } else { "NOT exactly 1 per process" };
     goals.push(format!(
-        "- token fetches: the stand-in token service received {} for {} Envoy process(es) with the token source (per process `token_fetch.success`: {:?}): **{}**",
-        tokens.fetches_received,
-        tokens.processes,
-        tokens.per_process_success,
-        if tokens.ok() { "exactly 1 per process, none on the hot path" } else { "NOT exactly 1 per process" }
+        "- token fetches: the stand-in token service received {} for {} Envoy process(es) with the token source (per process `token_fetch.success`: {:?}): **{fetches}**",
+        tokens.fetches_received, tokens.processes, tokens.per_process_success
     ));
-    goals.push(format!("- wasm size: {} bytes, goal < 150 KB: **{wasm_size_goal}**", meta.wasm_bytes));
-    m += &format!("\n## Goals\n\n{}\n", goals.join("\n"));
-    if !memory.is_empty() {
-        let mib = |k: u64| k as f64 / 1024.0;
-        let rows: Vec<Vec<String>> = memory
-            .iter()
-            .map(|r| {
-                let none = memory.iter().find(|n| n.route == r.route && n.variant == NONE && r.variant != NONE);
-                let delta = none.map(|n| mib(r.rss_after_warmup_kib) - mib(n.rss_after_warmup_kib));
-                vec![r.route.clone(), r.label.clone(), num(Some(mib(r.rss_after_warmup_kib)), 2, ""), num(delta, 2, "")]
-            })
-            .collect();
-        m += &format!("\n## Memory (VmRSS of the Envoy under test after warm-up, `--concurrency 1`)\n\n{}", table(&["route", "variant", "MiB", "Δ vs no filter MiB"], 2, &rows));
-    }
-    m + "\n" + &extra.join("\n") + "\n"
+    let size = if wasm_bytes < 150_000 { "met" } else { "not met" };
+    goals.push(format!("- wasm size: {wasm_bytes} bytes, goal < 150 KB: **{size}**"));
+    format!("{m}\n## Goals\n\n{}\n\n{}\n", goals.join("\n"), extra.join("\n"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn series(variant: &str, rps: &[f64]) -> Series {
+    fn series(variant: &str, rps: &[f64], rss_kib: u64) -> Series {
+        let (label, route, n) = (variant.into(), "direct".into(), rps.len());
+        let cpu = rps.iter().map(|r| 1e6 / r).collect();
         Series {
-            route: "direct".into(),
+            route,
             variant: variant.into(),
-            label: variant.into(),
+            label,
             rps: rps.to_vec(),
-            p50_us: vec![100.0; rps.len()],
-            p99_us: vec![300.0; rps.len()],
-            envoy_cpu_us_per_req: rps.iter().map(|r| 1e6 / r).collect(),
+            p50_us: vec![100.0; n],
+            p99_us: vec![300.0; n],
+            envoy_cpu_us_per_req: cpu,
+            rss_kib,
         }
     }
 
     #[test]
-    fn medians_and_costs() {
+    fn medians_and_goals() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(&[]).is_nan());
-        assert!((added_cost_us(40_000.0, 50_000.0) - 5.0).abs() < 1e-9);
         assert!((spread_pct(&[90.0, 100.0, 110.0]) - 20.0).abs() < 1e-9);
-        assert_eq!(goal_max_ratio("direct_response"), 0.8);
-        assert_eq!(goal_max_ratio("proxied"), 1.0);
+        assert_eq!((goal_max_ratio("direct_response"), goal_max_ratio("proxied")), (0.8, 1.0));
     }
 
     #[test]
     fn summaries_compare_with_none_and_the_same_job_lua() {
-        let s = vec![
-            series(NONE, &[50_000.0, 49_000.0, 51_000.0]),
-            series(LUA, &[40_000.0]),
-            series(LUA_STRIP, &[45_000.0]),
-            series("wasm_strip", &[47_000.0]),
-            series("wasm_full", &[45_000.0]),
-        ];
+        let s = [(NONE, 50_000.0), (LUA, 40_000.0), (LUA_STRIP, 45_000.0), ("wasm_strip", 47_000.0), ("wasm_full", 45_000.0)];
+        let s: Vec<Series> = s.iter().map(|(v, rps)| series(v, &[*rps, *rps + 1000.0, *rps - 1000.0], 40_960)).collect();
         let out = summarize(&s);
         assert_eq!((out[0].added_us, out[0].cost_vs_lua), (None, None));
         let lua = out[1].added_us.unwrap();
@@ -351,14 +327,16 @@ mod tests {
 
     #[test]
     fn instructions_compare_with_none_and_lua() {
-        let row = |variant: &str, per_request: f64| Instructions { variant: variant.into(), label: variant.into(), per_request, ..Default::default() };
-        let mut rows = vec![row(NONE, 91_000.0), row(LUA, 169_600.0), row(LUA_STRIP, 121_000.0), row("wasm_full", 157_400.0), row("wasm_strip", 121_800.0)];
+        let row =
+            |variant: &str, per_request| Instructions { variant: variant.into(), label: variant.into(), per_request, ..Default::default() };
+        let rows = [(NONE, 91_000.0), (LUA, 169_600.0), (LUA_STRIP, 121_000.0), ("wasm_full", 157_400.0), ("wasm_strip", 121_800.0)];
+        let mut rows: Vec<Instructions> = rows.iter().map(|(v, n)| row(v, *n)).collect();
         compare_instructions(&mut rows);
         assert_eq!(rows[0].added, None);
         assert_eq!(rows[3].added, Some(66_400.0));
         assert!((rows[3].vs_lua.unwrap() - 66_400.0 / 78_600.0).abs() < 1e-12);
         assert!((rows[4].vs_lua.unwrap() - 30_800.0 / 30_000.0).abs() < 1e-12);
-        let md = markdown(&Meta::default(), &[], &rows, &[], &Tokens::default(), "wasm_full", &["extra line".into()]);
+        let md = markdown(&[], &[], &rows, &Tokens::default(), ("wasm_full", 1), &["extra line".into()]);
         assert!(md.contains("| wasm_full | 157.4k | 66.4k | 0.84× |"), "{md}");
         assert!(md.contains("Lua 78.6k: 0.84× Lua's cost: goal ≤ 0.8× **not met**"), "{md}");
         assert!(md.ends_with("extra line\n"));
@@ -366,16 +344,15 @@ mod tests {
 
     #[test]
     fn markdown_tables_and_goals() {
-        let out = summarize(&[series(NONE, &[50_000.0]), series(LUA, &[40_000.0]), series("wasm_full", &[45_000.0])]);
-        let meta = Meta { wasm_bytes: 459_280, ..Meta::default() };
-        let mem = |variant: &str, kib| Memory { route: "direct".into(), variant: variant.into(), label: variant.into(), rss_after_warmup_kib: kib };
+        let out = summarize(&[series(NONE, &[50_000.0], 40_960), series(LUA, &[40_000.0], 0), series("wasm_full", &[45_000.0], 51_200)]);
         let tokens = Tokens { fetches_received: 2, processes: 2, per_process_success: vec![1, 1] };
         assert!(tokens.ok());
-        let md = markdown(&meta, &out, &[], &[mem(NONE, 40_960), mem("wasm_full", 51_200)], &tokens, "wasm_full", &[]);
-        assert!(md.contains("| direct | wasm_full | 45000 |"), "{md}");
+        let facts = [("date".to_string(), "today".to_string())];
+        let md = markdown(&facts, &out, &[], &tokens, ("wasm_full", 459_280), &[]);
+        assert!(md.contains("| date | today |\n"), "{md}");
+        assert!(md.contains("| direct | wasm_full | 45000 | 0.0% | 0.100 | 0.300 | 2.2 | 0.44× | 22.2 (2.2) | 50.00 (10.00) |"), "{md}");
         assert!(md.contains("goal ≤ 0.8× **met**"), "{md}");
         assert!(md.contains("goal < 150 KB: **not met**"));
-        assert!(md.contains("| direct | wasm_full | 50.00 | 10.00 |"), "{md}");
         assert!(md.contains("exactly 1 per process"));
         assert!(!Tokens { fetches_received: 3, processes: 2, per_process_success: vec![1, 1] }.ok());
     }

@@ -11,13 +11,12 @@
 //! - with `--instructions`: instructions per request of each variant under callgrind
 //!   (deterministic, unlike wall-clock rounds on a shared machine).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use harness::bench::callgrind::{self, GrindEnvoy};
-use harness::bench::report::{self, Instructions, Memory, Meta, Series, Tokens};
+use harness::bench::report::{self, Instructions, Series, Tokens};
 use harness::bench::{procfs, wrk, wrk_script_headers, wrk_script_path};
 use harness::{client, paths, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService};
 
@@ -108,44 +107,34 @@ fn parse_route(value: &str) -> Result<&'static str, String> {
 const DIRECT: &str = "direct_response";
 const PROXIED: &str = "proxied";
 
-/// What a variant's filter does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Job {
-    None,
-    Lua,
-    LuaStrip,
-    Full,
-    Strip,
-}
-
-/// One filter setup: a job, and for wasm jobs the module (`None`: the current build).
+/// One filter setup; `wasm` overrides the module (a `--compare-wasm` build).
 #[derive(Clone, Debug)]
 struct Variant {
     key: String,
     label: String,
-    job: Job,
+    filter: Filter,
     wasm: Option<PathBuf>,
 }
 
 impl Variant {
-    fn new(key: &str, label: &str, job: Job, wasm: Option<PathBuf>) -> Self {
-        Variant { key: key.into(), label: label.into(), job, wasm }
+    fn new(key: &str, label: &str, filter: Filter, wasm: Option<&PathBuf>) -> Self {
+        Variant { key: key.into(), label: label.into(), filter, wasm: wasm.cloned() }
     }
 
-    /// The Envoy configuration of this variant on `base` (a route), with the token service.
-    fn config(&self, base: EnvoyConfig, lua: &str, lua_strip: &str, tokens: &TokenService) -> EnvoyConfig {
-        let cfg = base.concurrency(1).filter(match self.job {
-            Job::None => Filter::None,
-            Job::Lua => Filter::lua(lua),
-            Job::LuaStrip => Filter::lua(lua_strip),
-            Job::Full => full_filter(),
-            Job::Strip => Filter::wasm(""),
-        });
-        let cfg = match &self.wasm {
-            Some(file) => cfg.wasm_file(file),
-            None => cfg,
-        };
-        if self.job == Job::Full {
+    /// Full impersonation: the filter holds a token from the stand-in token service.
+    fn has_token_source(&self) -> bool {
+        matches!(&self.filter, Filter::Wasm { plugin_config, .. } if !plugin_config.is_empty())
+    }
+
+    /// Starts an Envoy with this variant on `base` (a route); see [`start_envoy`].
+    fn start(&self, base: EnvoyConfig, tokens: &TokenService, acct: &mut Tokens) -> Result<Envoy, String> {
+        start_envoy(&self.config(base, tokens), acct).map_err(|e| format!("{}: {e}", self.label))
+    }
+
+    fn config(&self, base: EnvoyConfig, tokens: &TokenService) -> EnvoyConfig {
+        let cfg = base.concurrency(1).filter(self.filter.clone());
+        let cfg = if let Some(file) = &self.wasm { cfg.wasm_file(file) } else { cfg };
+        if self.has_token_source() {
             cfg.token_cluster(TOKEN_CLUSTER, tokens.addr())
         } else {
             cfg
@@ -153,23 +142,18 @@ impl Variant {
     }
 }
 
-/// Every variant: baselines, the current build's two jobs, each `--compare-wasm` build's two
-/// jobs; `--variants` keeps a subset (plus the baselines every cost is computed from).
-fn variants(o: &Opts) -> Vec<Variant> {
+/// Every variant: baselines, the current build's two jobs, each `--compare-wasm` build's two jobs.
+fn variants(o: &Opts, lua: &str, lua_strip: &str) -> Vec<Variant> {
     let mut all = vec![
-        Variant::new(report::NONE, "no filter", Job::None, None),
-        Variant::new(report::LUA, "Lua (equivalent)", Job::Lua, None),
-        Variant::new(report::LUA_STRIP, "Lua strip-only (equivalent)", Job::LuaStrip, None),
-        Variant::new("wasm_full", "wasm: full impersonation", Job::Full, None),
-        Variant::new("wasm_strip", "wasm: strip-only", Job::Strip, None),
+        Variant::new(report::NONE, "no filter", Filter::None, None),
+        Variant::new(report::LUA, "Lua (equivalent)", Filter::lua(lua), None),
+        Variant::new(report::LUA_STRIP, "Lua strip-only (equivalent)", Filter::lua(lua_strip), None),
+        Variant::new("wasm_full", "wasm: full impersonation", full_filter(), None),
+        Variant::new("wasm_strip", "wasm: strip-only", Filter::wasm(""), None),
     ];
     for (name, file) in &o.compare_wasm {
-        let (full, strip) = (format!("wasm ({name}): full impersonation"), format!("wasm ({name}): strip-only"));
-        all.push(Variant::new(&format!("{name}_full"), &full, Job::Full, Some(file.clone())));
-        all.push(Variant::new(&format!("{name}_strip"), &strip, Job::Strip, Some(file.clone())));
-    }
-    if let Some(only) = &o.variants {
-        all.retain(|v| matches!(v.job, Job::None | Job::Lua) || only.iter().any(|k| k.trim() == v.key));
+        all.push(Variant::new(&format!("{name}_full"), &format!("wasm ({name}): full impersonation"), full_filter(), Some(file)));
+        all.push(Variant::new(&format!("{name}_strip"), &format!("wasm ({name}): strip-only"), Filter::wasm(""), Some(file)));
     }
     all
 }
@@ -222,11 +206,14 @@ fn upstream_view(envoy: &Envoy, echo: &EchoUpstream, req: &ClientRequest) -> Res
 /// an echo upstream must arrive with the same `Impersonate-*` headers, their own `Authorization`,
 /// no source or spoofed headers (strip-only: every other client header unchanged), and a request
 /// without a user must be refused alike.
-fn equivalence_check(lua: &str, lua_strip: &str, path: &str, headers: &[(String, String)], tokens: &TokenService, acct: &mut Tokens) -> Result<String, String> {
+fn equivalence_check(ctx: &Context, headers: &[(String, String)], acct: &mut Tokens) -> Result<String, String> {
     let echo = EchoUpstream::start();
-    let start = |filter: Filter, acct: &mut Tokens| start_envoy(&EnvoyConfig::proxy(echo.addr()).filter(filter), acct);
-    let full = EnvoyConfig::proxy(echo.addr()).filter(full_filter()).token_cluster(TOKEN_CLUSTER, tokens.addr());
-    let (lua_envoy, wasm_envoy) = (start(Filter::lua(lua), acct)?, start_envoy(&full, acct)?);
+    let start = |key: &str, acct: &mut Tokens| match ctx.all_variants.iter().find(|v| v.key == key) {
+        Some(v) => v.start(EnvoyConfig::proxy(echo.addr()), &ctx.tokens, acct),
+        None => Err(format!("no variant {key}")),
+    };
+    let (lua_envoy, wasm_envoy) = (start(report::LUA, acct)?, start("wasm_full", acct)?);
+    let (path, tokens) = (ctx.path.as_str(), &ctx.tokens);
     let req = request(path, headers);
     let impersonate = |view: &[(String, String)]| view.iter().filter(|h| named(h, &["impersonate-"])).cloned().collect::<Vec<_>>();
     let (l, w) = (upstream_view(&lua_envoy, &echo, &req)?, upstream_view(&wasm_envoy, &echo, &req)?);
@@ -254,8 +241,10 @@ fn equivalence_check(lua: &str, lua_strip: &str, path: &str, headers: &[(String,
     acct.per_process_success.push(wasm_envoy.stat(STAT).unwrap_or(0));
 
     // Strip-only: what the client sent, as the upstream saw it (Envoy adds x-request-id etc.).
-    let (lua_envoy, wasm_envoy) = (start(Filter::lua(lua_strip), acct)?, start(Filter::wasm(""), acct)?);
-    let sent = |view: Vec<(String, String)>| view.into_iter().filter(|(n, _)| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))).collect::<Vec<_>>();
+    let (lua_envoy, wasm_envoy) = (start(report::LUA_STRIP, acct)?, start("wasm_strip", acct)?);
+    let sent = |view: Vec<(String, String)>| {
+        view.into_iter().filter(|(n, _)| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n))).collect::<Vec<_>>()
+    };
     let (ls, ws) = (sent(upstream_view(&lua_envoy, &echo, &req)?), sent(upstream_view(&wasm_envoy, &echo, &req)?));
     let kept = headers.iter().filter(|(n, _)| !n.to_ascii_lowercase().starts_with("impersonate-")).count();
     if ls != ws || ls.len() != kept || ls.iter().any(|h| named(h, &["impersonate-"])) {
@@ -278,8 +267,6 @@ struct Target {
     variant: Variant,
     envoy: Envoy,
     series: Series,
-    rss_warm_kib: u64,
-    runs: Vec<serde_json::Value>,
 }
 
 impl Target {
@@ -292,7 +279,6 @@ impl Target {
 struct RunResult {
     wrk: wrk::WrkResult,
     envoy_cpu_s: f64,
-    upstream_cpu_s: f64,
     /// CPU of every other process on the machine, in CPUs (1.0 = one core busy).
     other_cpus: f64,
     wall_s: f64,
@@ -310,15 +296,13 @@ fn measure(t: &Target, upstream: &Envoy, args: &wrk::WrkArgs<'_>, path: &str) ->
     let upstream_cpu_s = if t.route == PROXIED { after.1 - before.1 } else { 0.0 };
     let wrk_cpu_s = after.3 - before.3;
     let other_cpus = (after.2 - before.2 - envoy_cpu_s - upstream_cpu_s - wrk_cpu_s) / wall_s;
-    Ok(RunResult { wrk: r, envoy_cpu_s, upstream_cpu_s, other_cpus, wall_s })
+    Ok(RunResult { wrk: r, envoy_cpu_s, other_cpus, wall_s })
 }
 
 /// Everything the time rounds produce.
 #[derive(Default)]
 struct Rounds {
     series: Vec<Series>,
-    memory: Vec<Memory>,
-    runs: BTreeMap<String, Vec<serde_json::Value>>,
     other_cpus: Vec<f64>,
     non2xx: u64,
 }
@@ -332,12 +316,19 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
     for route in routes {
         for variant in &ctx.variants {
             let base = if route == DIRECT { EnvoyConfig::new() } else { EnvoyConfig::proxy(upstream.addr()) };
-            let envoy = start_envoy(&variant.config(base, &ctx.lua, &ctx.lua_strip, &ctx.tokens), acct).map_err(|e| format!("{route} / {}: {e}", variant.label))?;
+            let envoy = variant.start(base, &ctx.tokens, acct).map_err(|e| format!("{route} / {}: {e}", variant.label))?;
             let series = Series { route: route.into(), variant: variant.key.clone(), label: variant.label.clone(), ..Series::default() };
-            targets.push(Target { route, variant: variant.clone(), envoy, series, rss_warm_kib: 0, runs: Vec::new() });
+            targets.push(Target { route, variant: variant.clone(), envoy, series });
         }
     }
-    let wrk_args = |duration: Duration| wrk::WrkArgs { bin: &o.wrk, script: &o.script, threads: o.threads, connections: o.connections, duration, cpu: cpus.1 };
+    let wrk_args = |duration: Duration| wrk::WrkArgs {
+        bin: &o.wrk,
+        script: &o.script,
+        threads: o.threads,
+        connections: o.connections,
+        duration,
+        cpu: cpus.1,
+    };
     eprintln!("bench: warm-up");
     for t in &mut targets {
         procfs::pin(t.envoy.pid(), cpus.0);
@@ -347,7 +338,7 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
         }
         // Threads Envoy starts during the first requests get pinned too.
         procfs::pin(t.envoy.pid(), cpus.0);
-        t.rss_warm_kib = procfs::vm_rss_kib(t.envoy.pid()).unwrap_or(0);
+        t.series.rss_kib = procfs::vm_rss_kib(t.envoy.pid()).unwrap_or(0);
     }
     let mut out = Rounds::default();
     let n = targets.len();
@@ -367,7 +358,11 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
                 w.p99_us / 1e3,
                 r.envoy_cpu_s / r.wall_s * 100.0,
                 r.other_cpus.max(0.0) * 100.0,
-                if w.non2xx + w.socket_errors > 0 { format!("  NON-2XX {} SOCKET ERRORS {}", w.non2xx, w.socket_errors) } else { String::new() }
+                if w.non2xx + w.socket_errors > 0 {
+                    format!("  NON-2XX {} SOCKET ERRORS {}", w.non2xx, w.socket_errors)
+                } else {
+                    String::new()
+                }
             );
             out.non2xx += w.non2xx;
             out.other_cpus.push(r.other_cpus);
@@ -375,20 +370,12 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
             t.series.p50_us.push(w.p50_us);
             t.series.p99_us.push(w.p99_us);
             t.series.envoy_cpu_us_per_req.push(r.envoy_cpu_s * 1e6 / w.requests.max(1) as f64);
-            t.runs.push(serde_json::json!({
-                "round": round + 1, "rps": w.rps, "requests": w.requests, "p50_us": w.p50_us, "p90_us": w.p90_us,
-                "p99_us": w.p99_us, "max_us": w.max_us, "non2xx": w.non2xx, "socket_errors": w.socket_errors,
-                "envoy_cpu_s": r.envoy_cpu_s, "upstream_cpu_s": r.upstream_cpu_s, "other_cpus": r.other_cpus, "wall_s": r.wall_s,
-            }));
         }
     }
     for t in targets {
-        if t.variant.job == Job::Full {
+        if t.variant.has_token_source() {
             acct.per_process_success.push(t.envoy.stat(STAT).unwrap_or(0));
         }
-        let (route, key, label) = (t.route.to_string(), t.variant.key.clone(), t.variant.label.clone());
-        out.memory.push(Memory { route: route.clone(), variant: key.clone(), label, rss_after_warmup_kib: t.rss_warm_kib });
-        out.runs.insert(format!("{route}/{key}"), t.runs);
         out.series.push(t.series);
     }
     Ok(out)
@@ -397,14 +384,17 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
 /// Instructions per request of every variant on the direct_response route under callgrind. All
 /// start at once (about 80 s each under valgrind), then each is measured alone: warm-up, an idle
 /// window for the background rate, a load window.
-fn instructions(o: &Opts, ctx: &Context, acct: &mut Tokens) -> Result<Vec<Instructions>, String> {
+/// Token fetches are counted apart (the returned note): valgrind slows a first fetch down enough
+/// that it may time out and be retried, which says nothing about the filter's hot path.
+fn instructions(o: &Opts, ctx: &Context) -> Result<(Vec<Instructions>, String), String> {
     const WARMUP: Duration = Duration::from_secs(10);
     const IDLE: Duration = Duration::from_secs(5);
     let dir = tempfile::Builder::new().prefix("kha-callgrind-").tempdir().map_err(|e| e.to_string())?;
     eprintln!("bench: starting {} Envoys under callgrind (logs and dumps in {})", ctx.variants.len(), dir.path().display());
+    let fetched_before = ctx.tokens.count();
     let mut grinds = Vec::new();
     for (i, v) in ctx.variants.iter().enumerate() {
-        let cfg = v.config(EnvoyConfig::new(), &ctx.lua, &ctx.lua_strip, &ctx.tokens);
+        let cfg = v.config(EnvoyConfig::new(), &ctx.tokens);
         let base_id = std::process::id() % 10_000 * 100 + i as u32;
         grinds.push((v, GrindEnvoy::spawn(&ctx.envoy_bin, &cfg, dir.path(), &v.key, base_id)?));
     }
@@ -420,8 +410,7 @@ fn instructions(o: &Opts, ctx: &Context, acct: &mut Tokens) -> Result<Vec<Instru
     // the one measured, and too few requests would fit in its window.
     for (v, grind) in &mut grinds {
         grind.wait_ready(Duration::from_secs(300))?;
-        if v.job == Job::Full {
-            acct.processes += 1;
+        if v.has_token_source() {
             grind.wait_for_stat(STAT, Duration::from_secs(120))?;
         }
     }
@@ -439,37 +428,39 @@ fn instructions(o: &Opts, ctx: &Context, acct: &mut Tokens) -> Result<Vec<Instru
         let window = grind.dump(since)?;
         let per_request = callgrind::per_request(window, idle, requests).ok_or(format!("{}: no requests counted", v.label))?;
         eprintln!("bench: {:<45} {requests:>6} requests  {:>7.1}k instructions/request", v.label, per_request / 1e3);
-        if v.job == Job::Full {
-            acct.per_process_success.push(grind.stat(STAT).unwrap_or(0));
-        }
         let idle_per_second = idle.instructions as f64 / idle.seconds;
-        rows.push(Instructions { variant: v.key.clone(), label: v.label.clone(), requests, per_request, idle_per_second, ..Default::default() });
+        rows.push(Instructions {
+            variant: v.key.clone(),
+            label: v.label.clone(),
+            requests,
+            per_request,
+            idle_per_second,
+            ..Default::default()
+        });
     }
     report::compare_instructions(&mut rows);
-    Ok(rows)
+    let processes = ctx.variants.iter().filter(|v| v.has_token_source()).count();
+    let fetches = ctx.tokens.count() - fetched_before;
+    Ok((
+        rows,
+        format!("Under callgrind, the token service received {fetches} fetch(es) for {processes} Envoy process(es) with a token source."),
+    ))
 }
 
 /// What both measurements share.
 struct Context {
+    /// The variants measured, and all of them (the equivalence check needs both Lua filters).
     variants: Vec<Variant>,
-    lua: String,
-    lua_strip: String,
+    all_variants: Vec<Variant>,
     path: String,
     tokens: TokenService,
     envoy_bin: PathBuf,
 }
 
+/// The version Envoy prints, e.g. `<sha>/1.40.0/Clean/RELEASE/BoringSSL`.
 fn envoy_version(bin: &std::path::Path) -> String {
     let out = Command::new(bin).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
-    // "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL" -> "1.40.0 (<sha>, Clean/RELEASE/BoringSSL)"
-    let version = out.split("version:").nth(1).unwrap_or("unknown").trim();
-    match version.split_once('/') {
-        Some((sha, rest)) => match rest.split_once('/') {
-            Some((number, build)) => format!("{number} ({sha:.12}, {build})"),
-            None => version.to_string(),
-        },
-        None => version.to_string(),
-    }
+    out.split("version:").nth(1).unwrap_or("unknown").trim().to_string()
 }
 
 fn main() {
@@ -502,10 +493,12 @@ fn run(o: &Opts) -> Result<bool, String> {
     }
     let tokens = TokenService::start();
     tokens.set_required_bearer(Some(BOOTSTRAP));
+    let all = variants(o, &read(&o.lua)?, &read(&o.lua_strip)?);
+    let keep = |v: &Variant| o.variants.as_ref().is_none_or(|only| only.iter().any(|k| k.trim() == v.key));
     let ctx = Context {
-        variants: variants(o),
-        lua: read(&o.lua)?,
-        lua_strip: read(&o.lua_strip)?,
+        all_variants: all.clone(),
+        // `--variants` keeps a subset, plus the baselines every cost is computed from.
+        variants: all.into_iter().filter(|v| v.key == report::NONE || v.key == report::LUA || keep(v)).collect(),
         path: wrk_script_path(&script).unwrap_or_else(|| "/".into()),
         tokens,
         envoy_bin: paths::envoy_bin(),
@@ -519,12 +512,14 @@ fn run(o: &Opts) -> Result<bool, String> {
     let mut acct = Tokens::default();
 
     eprintln!("bench: Lua vs wasm equivalence check");
-    let equivalence = equivalence_check(&ctx.lua, &ctx.lua_strip, &ctx.path, &headers, &ctx.tokens, &mut acct)?;
+    let equivalence = equivalence_check(&ctx, &headers, &mut acct)?;
     eprintln!("bench: equivalence {equivalence}");
     let rounds = if o.instructions_only { Rounds::default() } else { time_rounds(o, &ctx, cpus, &mut acct)? };
-    let instructions = if o.instructions || o.instructions_only { instructions(o, &ctx, &mut acct)? } else { Vec::new() };
-
     acct.fetches_received = ctx.tokens.count();
+    let (instructions, callgrind_note) = match o.instructions || o.instructions_only {
+        true => instructions(o, &ctx)?,
+        false => (Vec::new(), String::new()),
+    };
     let bad_fetches: Vec<String> = ctx
         .tokens
         .requests()
@@ -532,7 +527,7 @@ fn run(o: &Opts) -> Result<bool, String> {
         .filter(|r| !(r.method == "POST" && r.path.ends_with("/serviceaccounts/kiali-impersonator/token")))
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();
-    let mut extra = Vec::new();
+    let mut extra = vec![callgrind_note];
     if !bad_fetches.is_empty() {
         extra.push(format!("Unexpected calls to the token service: {bad_fetches:?}."));
     }
@@ -544,31 +539,44 @@ fn run(o: &Opts) -> Result<bool, String> {
         ));
     }
     let wasm = paths::wasm_path();
-    let meta = Meta {
-        date: harness::time::rfc3339(SystemTime::now()),
-        nproc: allowed.len(),
-        cpu_model: procfs::cpu_model(),
-        mem_total_kib: procfs::mem_total_kib(),
-        envoy_version: envoy_version(&ctx.envoy_bin),
-        wasm_path: wasm.strip_prefix(paths::repo_root()).unwrap_or(&wasm).display().to_string(),
-        wasm_bytes: std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0),
-        wrk_command: format!("wrk -t{} -c{} -d{}s -s bench/request.lua", o.threads, o.connections, o.duration.as_secs()),
-        rounds: if o.instructions_only { 0 } else { o.rounds },
-        pinning,
-        request: headers,
-        equivalence,
-        wall_seconds: t0.elapsed().as_secs_f64(),
+    let wasm_bytes = std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0);
+    let (mem_gib, wall) = (procfs::mem_total_kib().unwrap_or(0) as f64 / 1048576.0, t0.elapsed().as_secs_f64());
+    let request: Vec<String> = headers.iter().map(|(n, v)| format!("`{n}: {v}`")).collect();
+    let load = match o.instructions_only {
+        true => "no time rounds (`--instructions-only`)".to_string(),
+        false => format!(
+            "`wrk -t{} -c{} -d{}s`, {} rounds round-robin, median per variant",
+            o.threads,
+            o.connections,
+            o.duration.as_secs(),
+            o.rounds
+        ),
     };
+    let facts: Vec<(String, String)> = [
+        ("date", harness::time::rfc3339(SystemTime::now())),
+        ("machine", format!("{} CPUs, {}, {mem_gib:.1} GiB RAM", allowed.len(), procfs::cpu_model())),
+        ("Envoy", envoy_version(&ctx.envoy_bin)),
+        ("wasm", format!("`{}`: {wasm_bytes} bytes", wasm.strip_prefix(paths::repo_root()).unwrap_or(&wasm).display())),
+        ("load", load),
+        ("Envoy under test", "`--concurrency 1`, one process per variant and route; proxied: to a second Envoy's `direct_response`".into()),
+        ("CPUs", pinning),
+        ("request", format!("`GET {}` keep-alive, {}", ctx.path, request.join(", "))),
+        ("Lua equivalence check", equivalence),
+        ("bench wall time", format!("{wall:.0} s")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     let summaries = report::summarize(&rounds.series);
-    let md = report::markdown(&meta, &summaries, &instructions, &rounds.memory, &acct, "wasm_full", &extra);
+    let md = report::markdown(&facts, &summaries, &instructions, &acct, ("wasm_full", wasm_bytes), &extra);
+    let meta: serde_json::Map<String, serde_json::Value> = facts.into_iter().map(|(k, v)| (k, v.into())).collect();
     let json = serde_json::json!({
-        "meta": meta, "summaries": summaries, "series": rounds.series, "memory": rounds.memory, "tokens": acct,
-        "runs": rounds.runs, "instructions": instructions,
+        "meta": meta, "summaries": summaries, "series": rounds.series, "tokens": acct, "instructions": instructions,
     });
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     std::fs::write(o.out.join("latest.md"), &md).map_err(|e| e.to_string())?;
     std::fs::write(o.out.join("latest.json"), serde_json::to_string_pretty(&json).unwrap_or_default()).map_err(|e| e.to_string())?;
-    eprintln!("bench: wrote {} and latest.json ({:.0} s)", o.out.join("latest.md").display(), meta.wall_seconds);
+    eprintln!("bench: wrote {} and latest.json ({wall:.0} s)", o.out.join("latest.md").display());
 
     let tokens_ok = acct.ok() && bad_fetches.is_empty();
     if !tokens_ok {
