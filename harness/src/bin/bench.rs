@@ -172,7 +172,7 @@ fn start_envoy(cfg: &EnvoyConfig, acct: &mut Tokens) -> Result<Envoy, String> {
     let envoy = Envoy::try_start(&cfg.clone().wasm_debug_log(false))?;
     if !cfg.clusters.is_empty() {
         acct.processes += 1;
-        if !envoy.wait_for_stat(STAT, 1, Duration::from_secs(15)).is_some_and(|n| n >= 1) {
+        if envoy.wait_for_stat(STAT, 1, Duration::from_secs(15)).unwrap_or(0) < 1 {
             return Err(format!("{STAT} still 0 after 15 s; Envoy log:\n{}", envoy.log()));
         }
     }
@@ -261,42 +261,27 @@ fn equivalence_check(ctx: &Context, headers: &[(String, String)], acct: &mut Tok
     ))
 }
 
-/// One Envoy under test in the time rounds.
+/// One Envoy under test in the time rounds, with its measurements (route, variant, label).
 struct Target {
-    route: &'static str,
-    variant: Variant,
     envoy: Envoy,
     series: Series,
 }
 
-impl Target {
-    fn name(&self) -> String {
-        format!("{} / {}", self.route, self.variant.label)
-    }
-}
-
-/// A wrk run with the CPU seconds each party used meanwhile.
-struct RunResult {
-    wrk: wrk::WrkResult,
-    envoy_cpu_s: f64,
-    /// CPU of every other process on the machine, in CPUs (1.0 = one core busy).
-    other_cpus: f64,
-    wall_s: f64,
-}
-
-fn measure(t: &Target, upstream: &Envoy, args: &wrk::WrkArgs<'_>, path: &str) -> Result<RunResult, String> {
+/// Runs wrk against `t`; returns its result, the Envoy's CPU seconds, and the CPUs (1.0 = one
+/// core busy) every process but that Envoy, the upstream Envoy (proxied route) and wrk used.
+fn measure(t: &Target, upstream: &Envoy, args: &wrk::WrkArgs<'_>, path: &str) -> Result<(wrk::WrkResult, f64, f64), String> {
+    let proxied = t.series.route == PROXIED;
     let read = || {
         let cpu = |pid| procfs::cpu_seconds(pid).unwrap_or(f64::NAN);
-        (cpu(t.envoy.pid()), cpu(upstream.pid()), procfs::machine_busy_seconds().unwrap_or(f64::NAN), procfs::children_cpu_seconds())
+        let upstream_cpu = if proxied { cpu(upstream.pid()) } else { 0.0 };
+        let busy = procfs::machine_busy_seconds().unwrap_or(f64::NAN);
+        (cpu(t.envoy.pid()), busy - upstream_cpu - procfs::children_cpu_seconds())
     };
     let (before, start) = (read(), Instant::now());
     let r = wrk::run(args, &format!("http://{}{path}", t.envoy.addr()))?;
     let (after, wall_s) = (read(), start.elapsed().as_secs_f64());
     let envoy_cpu_s = after.0 - before.0;
-    let upstream_cpu_s = if t.route == PROXIED { after.1 - before.1 } else { 0.0 };
-    let wrk_cpu_s = after.3 - before.3;
-    let other_cpus = (after.2 - before.2 - envoy_cpu_s - upstream_cpu_s - wrk_cpu_s) / wall_s;
-    Ok(RunResult { wrk: r, envoy_cpu_s, other_cpus, wall_s })
+    Ok((r, envoy_cpu_s, (after.1 - before.1 - envoy_cpu_s) / wall_s))
 }
 
 /// Everything the time rounds produce.
@@ -316,9 +301,9 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
     for route in routes {
         for variant in &ctx.variants {
             let base = if route == DIRECT { EnvoyConfig::new() } else { EnvoyConfig::proxy(upstream.addr()) };
-            let envoy = variant.start(base, &ctx.tokens, acct).map_err(|e| format!("{route} / {}: {e}", variant.label))?;
+            let envoy = variant.start(base, &ctx.tokens, acct).map_err(|e| format!("{route} / {e}"))?;
             let series = Series { route: route.into(), variant: variant.key.clone(), label: variant.label.clone(), ..Series::default() };
-            targets.push(Target { route, variant: variant.clone(), envoy, series });
+            targets.push(Target { envoy, series });
         }
     }
     let wrk_args = |duration: Duration| wrk::WrkArgs {
@@ -332,9 +317,9 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
     eprintln!("bench: warm-up");
     for t in &mut targets {
         procfs::pin(t.envoy.pid(), cpus.0);
-        let r = measure(t, &upstream, &wrk_args(o.warmup.max(Duration::from_secs(1))), &ctx.path)?;
-        if r.wrk.non2xx > 0 {
-            return Err(format!("{}: {} non-2xx responses during warm-up", t.name(), r.wrk.non2xx));
+        let (w, ..) = measure(t, &upstream, &wrk_args(o.warmup.max(Duration::from_secs(1))), &ctx.path)?;
+        if w.non2xx > 0 {
+            return Err(format!("{} / {}: {} non-2xx responses during warm-up", t.series.route, t.series.label, w.non2xx));
         }
         // Threads Envoy starts during the first requests get pinned too.
         procfs::pin(t.envoy.pid(), cpus.0);
@@ -346,34 +331,28 @@ fn time_rounds(o: &Opts, ctx: &Context, cpus: (Option<usize>, Option<usize>), ac
         for k in 0..n {
             // Each round starts one variant later, so no variant always follows the same one.
             let t = &mut targets[(k + round) % n];
-            let r = measure(t, &upstream, &wrk_args(o.duration), &ctx.path)?;
-            let w = &r.wrk;
+            let (w, envoy_cpu_s, other) = measure(t, &upstream, &wrk_args(o.duration), &ctx.path)?;
+            let (round, name, cpu) =
+                (round + 1, format!("{} / {}", t.series.route, t.series.label), envoy_cpu_s * 1e6 / w.requests.max(1) as f64);
             eprintln!(
-                "[round {}/{}] {:<50} {:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  Envoy CPU {:>3.0}%  other {:>3.0}%{}",
-                round + 1,
+                "[round {round}/{}] {name:<50} {:>8.0} req/s  p50 {:>6.3} ms  p99 {:>6.3} ms  Envoy CPU {cpu:>5.1} µs/req  other {:>3.0}%  non-2xx {}",
                 o.rounds,
-                t.name(),
                 w.rps,
                 w.p50_us / 1e3,
                 w.p99_us / 1e3,
-                r.envoy_cpu_s / r.wall_s * 100.0,
-                r.other_cpus.max(0.0) * 100.0,
-                if w.non2xx + w.socket_errors > 0 {
-                    format!("  NON-2XX {} SOCKET ERRORS {}", w.non2xx, w.socket_errors)
-                } else {
-                    String::new()
-                }
+                other.max(0.0) * 100.0,
+                w.non2xx
             );
             out.non2xx += w.non2xx;
-            out.other_cpus.push(r.other_cpus);
+            out.other_cpus.push(other);
             t.series.rps.push(w.rps);
             t.series.p50_us.push(w.p50_us);
             t.series.p99_us.push(w.p99_us);
-            t.series.envoy_cpu_us_per_req.push(r.envoy_cpu_s * 1e6 / w.requests.max(1) as f64);
+            t.series.envoy_cpu_us_per_req.push(cpu);
         }
     }
     for t in targets {
-        if t.variant.has_token_source() {
+        if t.series.variant.ends_with("_full") {
             acct.per_process_success.push(t.envoy.stat(STAT).unwrap_or(0));
         }
         out.series.push(t.series);
