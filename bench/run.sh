@@ -10,6 +10,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 RESULTS="$ROOT/bench/results"
+# `--out DIR` (e.g. a run on a busy machine that must not replace bench/results) also moves the chart.
+prev=""
+for arg in "$@"; do
+    [ "$prev" = "--out" ] && RESULTS="$arg"
+    prev="$arg"
+done
 
 # callgrind_control comes with valgrind (the instruction counts of `--instructions`).
 missing=""
