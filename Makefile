@@ -80,7 +80,7 @@ soak: wasm envoy
 	ENVOY_BIN=$(ENVOY) cargo test --release --test soak -- --ignored --nocapture
 
 bench: wasm envoy
-	ENVOY_BIN=$(ENVOY) bench/run.sh
+	ENVOY_BIN=$(ENVOY) bench/run.sh --instructions
 
 dist: wasm
 	@mkdir -p dist

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make bench`: installs its tools if missing (wrk from Debian packages, matplotlib into .venv),
-# builds and runs the bench driver (harness/src/bin/bench.rs), draws the chart and prints the table.
+# `make bench`: installs its tools if missing (wrk and valgrind from Debian packages, matplotlib
+# into .venv), builds and runs the bench driver (harness/src/bin/bench.rs), draws the chart and
+# prints the table.
 # Expects ENVOY_BIN (the Makefile sets it) and a built wasm (`make wasm`).
 # Extra arguments go to the driver (`bench/run.sh --rounds 5`; see `--help`).
 set -euo pipefail
@@ -9,13 +10,24 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$ROOT/.venv"
 RESULTS="$ROOT/bench/results"
+# `--out DIR` (e.g. a run on a busy machine that must not replace bench/results) also moves the chart.
+prev=""
+for arg in "$@"; do
+    [ "$prev" = "--out" ] && RESULTS="$arg"
+    prev="$arg"
+done
 
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "bench: installing wrk (Debian package)"
+# callgrind_control comes with valgrind (the instruction counts of `--instructions`).
+missing=""
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+command -v callgrind_control >/dev/null 2>&1 || missing="$missing valgrind"
+if [ -n "$missing" ]; then
+    echo "bench: installing$missing (Debian packages)"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update
-    $SUDO apt-get install -y wrk
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y $missing
 fi
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

@@ -1,6 +1,7 @@
 //! Support for the `bench` binary (`make bench`): wrk output parsing, `/proc` readings, the
-//! statistics and the Markdown report. Pure where possible, so it is unit-tested natively.
+//! statistics and the Markdown report, callgrind. Pure where possible, so it is unit-tested natively.
 
+pub mod callgrind;
 pub mod procfs;
 pub mod report;
 pub mod wrk;
@@ -23,12 +24,7 @@ pub fn wrk_script_headers(script: &str) -> Vec<(String, String)> {
 /// The request path a wrk script sets with `wrk.path = "..."`, if any.
 pub fn wrk_script_path(script: &str) -> Option<String> {
     script.lines().find_map(|line| {
-        let value = line
-            .trim()
-            .strip_prefix("wrk.path")?
-            .trim()
-            .strip_prefix('=')?
-            .trim();
+        let value = line.trim().strip_prefix("wrk.path")?.trim().strip_prefix('=')?.trim();
         Some(value.strip_prefix('"')?.strip_suffix('"')?.to_string())
     })
 }
@@ -44,10 +40,7 @@ mod tests {
                       wrk.headers[\"Broken\"] = nope\n";
         assert_eq!(
             wrk_script_headers(script),
-            vec![
-                ("X-Forwarded-User".to_string(), "alice".to_string()),
-                ("X-Forwarded-Groups".to_string(), "a, b ,c".to_string()),
-            ]
+            vec![("X-Forwarded-User".to_string(), "alice".to_string()), ("X-Forwarded-Groups".to_string(), "a, b ,c".to_string()),]
         );
         assert_eq!(wrk_script_path(script).as_deref(), Some("/api/namespaces"));
         assert_eq!(wrk_script_path("wrk.method = \"GET\""), None);
