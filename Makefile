@@ -21,7 +21,7 @@ help:
 	@echo "make run-jwt the same, with the identity from a JWT verified by Envoy's jwt_authn"
 	@echo "make test   unit tests, Envoy config validation, end-to-end tests and clippy (what CI runs)"
 	@echo "make soak   a minute of load with 3-second tokens and failing fetches (CI runs it too)"
-	@echo "make bench  throughput/latency: no filter vs. Lua vs. this filter"
+	@echo "make bench  throughput/latency and instructions per request: no filter vs. Lua vs. this filter"
 	@echo "make dist   write the wasm and its sha256 to dist/"
 	@echo "make image  build the OCI image (one layer, plugin.wasm) into $(IMAGE_ARCHIVE), no daemon; print its digest"
 	@echo "make push IMAGE=<registry>/<repo>:<tag> [TLS_VERIFY=false]   push it; print the sha256 to pin"
