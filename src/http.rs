@@ -33,7 +33,17 @@ impl<'vm> RequestContext<'vm> {
     /// log that prints `%REQ(IMPERSONATE-USER)%` never shows a user the client chose. Refusals
     /// are rare: the extra host calls do not weigh on the forwarding path.
     fn refuse(&self, refusal: Refusal) -> Action {
-        strip_client_impersonation();
+        if let Ok(map) = host::get_header_map(REQUEST_HEADERS) {
+            strip_client_impersonation(&map.pairs());
+        }
+        reply::refuse(&self.vm.metrics, &refusal);
+        Action::Pause
+    }
+
+    /// `refuse` for a request whose headers are still `pairs` (none edited yet): no second read
+    /// of the header map.
+    fn refuse_unedited(&self, refusal: Refusal, pairs: &[(&[u8], &[u8])]) -> Action {
+        strip_client_impersonation(pairs);
         reply::refuse(&self.vm.metrics, &refusal);
         Action::Pause
     }
@@ -74,11 +84,11 @@ impl<'vm> RequestContext<'vm> {
         let properties = identity::RequestProperties::read(&vm.config, host::get_property);
         let mut plan = match identity::plan_with_properties(&vm.config, &pairs, &properties) {
             Ok(plan) => plan,
-            Err(refusal) => return self.refuse(refusal),
+            Err(refusal) => return self.refuse_unedited(refusal, &pairs),
         };
         vm.metrics.stripped(plan.stripped_impersonation_headers);
         if let Some(refusal) = vm.rbac_gate.refusal() {
-            return self.refuse(refusal);
+            return self.refuse_unedited(refusal, &pairs);
         }
 
         // Full impersonation: the token, or none yet (the request will wait for it).
@@ -138,13 +148,10 @@ impl<'vm> RequestContext<'vm> {
     }
 }
 
-/// Removes every client `impersonate-*` header from the current request (for refusals).
-fn strip_client_impersonation() {
-    let Ok(map) = host::get_header_map(REQUEST_HEADERS) else {
-        return;
-    };
+/// Removes every `impersonate-*` header among `pairs` from the current request (for refusals).
+fn strip_client_impersonation(pairs: &[(&[u8], &[u8])]) {
     let mut removed: Vec<&[u8]> = Vec::new();
-    for (name, _) in map.pairs() {
+    for &(name, _) in pairs {
         if identity::is_impersonation_header(name)
             && !removed.iter().any(|r| r.eq_ignore_ascii_case(name))
         {
