@@ -20,6 +20,14 @@ fn added(plan: &Plan<'_, '_>) -> Vec<(String, String)> {
         .collect()
 }
 
+fn groups<'p>(plan: &'p Plan<'_, '_>) -> Vec<&'p str> {
+    plan.add
+        .iter()
+        .filter(|(name, _)| *name == IMPERSONATE_GROUP)
+        .map(|(_, value)| value.as_ref())
+        .collect()
+}
+
 fn removed(plan: &Plan<'_, '_>) -> Vec<String> {
     plan.remove
         .iter()
@@ -416,13 +424,7 @@ fn prefixed_groups_are_deduplicated_before_prefixing() {
         ("x-forwarded-groups", b"ops"),
     ]);
     let plan = plan(&config, &list).unwrap();
-    let groups: Vec<&str> = plan
-        .add
-        .iter()
-        .filter(|(name, _)| *name == IMPERSONATE_GROUP)
-        .map(|(_, value)| value.as_ref())
-        .collect();
-    assert_eq!(groups, ["oidc:dev", "oidc:ops", "viewers"]);
+    assert_eq!(groups(&plan), ["oidc:dev", "oidc:ops", "viewers"]);
 }
 
 #[test]
@@ -431,13 +433,7 @@ fn multi_character_separator_splits_like_before() {
     // The header is trimmed before it is split: "a; b;c;" holds "a" and "b;c;".
     let list = headers(&[("x-forwarded-user", b"alice"), ("x-forwarded-groups", b"a; b;c; ")]);
     let plan = plan(&config, &list).unwrap();
-    let groups: Vec<&str> = plan
-        .add
-        .iter()
-        .filter(|(name, _)| *name == IMPERSONATE_GROUP)
-        .map(|(_, value)| value.as_ref())
-        .collect();
-    assert_eq!(groups, ["a", "b;c;"]);
+    assert_eq!(groups(&plan), ["a", "b;c;"]);
 }
 
 /// `http::apply_edits` adds a line without Envoy's replace when its name is not among the
