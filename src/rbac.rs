@@ -214,6 +214,10 @@ pub struct Verdict {
     pub checked_at_ms: u64,
     /// `rbac_resource()` of each denied permission; empty when nothing is denied.
     pub denied: Vec<String>,
+    /// The newest token generation some worker has taken on to check: the worker that stores a
+    /// new token and another worker's tick can both see it first, and only one may ask.
+    #[serde(default)]
+    pub claimed_generation: u64,
 }
 
 /// The shared-data key of the verdict for these permissions under a token's key: plugins with
@@ -264,11 +268,18 @@ impl Verdict {
 
     /// The verdict a worker writes (compare-and-swap) to take the next check on itself; the
     /// others then see it as not due. The denial, if any, stays in force meanwhile.
-    pub fn claimed(&self, now_ms: u64) -> Verdict {
+    pub fn claimed(&self, now_ms: u64, generation: u64) -> Verdict {
         Verdict {
             checked_at_ms: now_ms.max(1),
+            claimed_generation: self.claimed_generation.max(generation),
             ..self.clone()
         }
+    }
+
+    /// The claim of the worker that just stored token `generation`, or `None` when another
+    /// worker has already taken that generation (or a newer one) on.
+    pub fn claim_new_generation(&self, now_ms: u64, generation: u64) -> Option<Verdict> {
+        (self.claimed_generation < generation).then(|| self.claimed(now_ms, generation))
     }
 }
 
@@ -310,6 +321,7 @@ impl Check {
         Verdict {
             generation: self.generation,
             checked_at_ms: now_ms,
+            claimed_generation: self.generation,
             denied: self
                 .outcomes()
                 .filter(|(_, outcome)| matches!(outcome, Outcome::Denied { .. }))

@@ -2,9 +2,10 @@
 //! token as bearer, collects the answers by callout id, logs and counts them, and keeps the
 //! verdict in shared data so that every worker knows it.
 //!
-//! Who checks: the worker that stored a new token generation, at once; otherwise, from the tick,
-//! one worker (the one whose compare-and-swap claims the shared verdict) when nothing was checked
-//! yet for this configuration or a denial is due for another look. In `enforce` mode each worker
+//! Who checks: one worker per claim, the one whose compare-and-swap on the shared verdict takes it.
+//! The worker that stored a new token generation claims that generation at once, unless another
+//! worker's tick saw the token first and claimed it; otherwise a tick claims a check when nothing
+//! was checked yet for this configuration or a denial is due for another look. In `enforce` mode each worker
 //! copies the verdict into its `RbacGate` from the tick, so the request path reads a local cell
 //! and makes no host call.
 
@@ -75,22 +76,38 @@ fn subject(vm: &VmState) -> String {
 }
 
 impl RbacChecker {
-    /// Starts a check of `generation`, whose `Authorization` value is `authorization`. A check
-    /// still running is dropped: the newer token is the one that matters.
+    /// Checks token `generation`, which this worker just stored and whose `Authorization` value
+    /// is `authorization`, unless another worker's tick has already taken it on. A check still
+    /// running is dropped: the newer token is the one that matters.
     pub fn start(&mut self, vm: &VmState, generation: u64, authorization: &str, now_ms: u64) {
+        let (Some(permissions), Some(runtime)) = (needed(vm), &vm.token) else {
+            return;
+        };
+        let key = rbac::verdict_key(&runtime.key, &permissions);
+        for _ in 0..CAS_ATTEMPTS {
+            let (current, cas) = match host::get_shared_data(&key) {
+                Ok(Some((bytes, cas))) => (Verdict::decode(&bytes), cas),
+                Ok(None) => (Verdict::default(), 0),
+                // Shared data unusable: checking twice is better than not checking.
+                Err(_) => break,
+            };
+            let Some(claim) = current.claim_new_generation(now_ms, generation) else {
+                return;
+            };
+            match host::set_shared_data(&key, &claim.encode(), cas) {
+                Ok(host::SetShared::CasMismatch) => continue,
+                _ => break,
+            }
+        }
+        self.send(vm, generation, authorization, now_ms);
+    }
+
+    /// Sends the reviews of a check this worker has claimed.
+    fn send(&mut self, vm: &VmState, generation: u64, authorization: &str, now_ms: u64) {
         let (Some(permissions), Some(source)) = (needed(vm), &vm.config.token_source) else {
             return;
         };
         self.retire_pending();
-        if let Some(runtime) = &vm.token {
-            // Mark it as being checked, so no other worker claims the same check from its tick.
-            let key = rbac::verdict_key(&runtime.key, &permissions);
-            let current = match host::get_shared_data(&key) {
-                Ok(Some((bytes, _))) => Verdict::decode(&bytes),
-                _ => Verdict::default(),
-            };
-            let _ = host::set_shared_data(&key, &current.claimed(now_ms).encode(), 0);
-        }
         let mut check = Check::new(generation, permissions);
         let timeout_ms = u32::try_from(source.timeout.as_millis()).unwrap_or(u32::MAX);
         for (index, permission) in check.permissions.clone().iter().enumerate() {
@@ -207,9 +224,9 @@ impl RbacChecker {
             return;
         };
         if let Ok(host::SetShared::Stored) =
-            host::set_shared_data(&key, &verdict.claimed(now_ms).encode(), cas)
+            host::set_shared_data(&key, &verdict.claimed(now_ms, generation).encode(), cas)
         {
-            self.start(vm, generation, &authorization, now_ms);
+            self.send(vm, generation, &authorization, now_ms);
         }
     }
 
@@ -225,7 +242,7 @@ impl RbacChecker {
             return;
         };
         report(vm, &check);
-        let verdict = check.verdict(now_ms.max(1));
+        let mut verdict = check.verdict(now_ms.max(1));
         if let Some(runtime) = &vm.token {
             let key = rbac::verdict_key(&runtime.key, &check.permissions);
             // A late check of an older token must not replace the verdict on a newer one.
@@ -237,6 +254,8 @@ impl RbacChecker {
                 if current.generation > verdict.generation {
                     return;
                 }
+                verdict.claimed_generation =
+                    verdict.claimed_generation.max(current.claimed_generation);
                 match host::set_shared_data(&key, &verdict.encode(), cas) {
                     Ok(host::SetShared::Stored) => break,
                     Ok(host::SetShared::CasMismatch) => continue,

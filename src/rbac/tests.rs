@@ -187,7 +187,7 @@ fn a_check_completes_once_every_permission_has_one_answer() {
 fn an_unchecked_or_denied_verdict_is_claimed_once() {
     let unchecked = Verdict::default();
     assert!(unchecked.needs_check(5));
-    let claimed = unchecked.claimed(5);
+    let claimed = unchecked.claimed(5, 1);
     assert!(
         !claimed.needs_check(5 + RECHECK_WHILE_DENIED_MS * 10),
         "claimed and clean"
@@ -196,15 +196,35 @@ fn an_unchecked_or_denied_verdict_is_claimed_once() {
         generation: 3,
         checked_at_ms: 1000,
         denied: vec!["groups".into()],
+        claimed_generation: 3,
     };
     assert!(!denied.needs_check(1000 + RECHECK_WHILE_DENIED_MS - 1));
     assert!(denied.needs_check(1000 + RECHECK_WHILE_DENIED_MS));
-    let claimed = denied.claimed(1000 + RECHECK_WHILE_DENIED_MS);
+    let claimed = denied.claimed(1000 + RECHECK_WHILE_DENIED_MS, 3);
     assert_eq!(
         claimed.denied, denied.denied,
         "the denial holds until the check answers"
     );
     assert!(!claimed.needs_check(1000 + RECHECK_WHILE_DENIED_MS + 1));
+}
+
+#[test]
+fn a_new_generation_is_claimed_by_one_worker_only() {
+    // A tick on another worker saw the new token first and claimed its check.
+    let claimed_by_tick = Verdict::default().claimed(5, 1);
+    assert_eq!(claimed_by_tick.claim_new_generation(6, 1), None);
+    // Rotation: a newer token is checked even while an older one is being re-checked.
+    let renewed = claimed_by_tick
+        .claim_new_generation(7, 2)
+        .expect("generation 2 is new");
+    assert_eq!(renewed.claimed_generation, 2);
+    assert_eq!(renewed.claim_new_generation(8, 2), None);
+    // A verdict from before the field existed still decodes and is claimable.
+    let old = Verdict::decode(br#"{"generation":1,"checked_at_ms":9,"denied":[]}"#);
+    assert!(old.claim_new_generation(10, 1).is_some());
+    // A finished check counts as its generation having been taken on.
+    let check = Check::new(4, Vec::new());
+    assert_eq!(check.verdict(11).claim_new_generation(12, 4), None);
 }
 
 #[test]
@@ -227,6 +247,7 @@ fn an_unreadable_or_clean_verdict_refuses_nothing() {
         generation: 1,
         checked_at_ms: 0,
         denied: Vec::new(),
+        claimed_generation: 0,
     };
     assert_eq!(clean.refusal_detail(), None);
     assert!(!clean.recheck_due(u64::MAX));
