@@ -2,7 +2,6 @@
 //! and kills Envoy on Drop.
 
 use crate::client::{self, ClientRequest};
-use crate::message::Response;
 use crate::paths;
 use crate::ports::free_port;
 use std::collections::BTreeMap;
@@ -407,6 +406,8 @@ pub struct Launch {
     pub log_file: PathBuf,
     /// `--component-log-level wasm:debug` (tests); off for the bench, which runs as in production.
     pub wasm_debug_log: bool,
+    /// A command Envoy runs under (the bench's `valgrind --tool=callgrind ...`); empty: none.
+    pub wrapper: Vec<String>,
 }
 
 impl Launch {
@@ -420,6 +421,7 @@ impl Launch {
             admin_addr: SocketAddr::from(([127, 0, 0, 1], admin_port)),
             concurrency: 1,
             wasm_debug_log: true,
+            wrapper: Vec::new(),
         }
     }
 }
@@ -533,7 +535,14 @@ impl Envoy {
 
     /// Spawns Envoy as described, without waiting for readiness.
     pub fn spawn(launch: Launch) -> Result<Envoy, String> {
-        let mut cmd = Command::new(&launch.envoy_bin);
+        let mut cmd = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&launch.envoy_bin);
+                cmd
+            }
+            None => Command::new(&launch.envoy_bin),
+        };
         let (concurrency, base_id) = (launch.concurrency.to_string(), unique_base_id().to_string());
         cmd.arg("-c")
             .arg(&launch.config_path)
@@ -601,11 +610,6 @@ impl Envoy {
     /// Waits until the log contains `needle`.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         poll_until(timeout, Duration::from_millis(50), || self.log().contains(needle).then_some(())).is_some()
-    }
-
-    /// POSTs to an admin path (`/quitquitquit`, `/reset_counters`, ...).
-    pub fn post_admin(&self, path: &str) -> io::Result<Response> {
-        client::send(self.launch.admin_addr, &ClientRequest::post(path).timeout(Duration::from_secs(5)))
     }
 
     pub fn try_stats(&self) -> io::Result<BTreeMap<String, u64>> {

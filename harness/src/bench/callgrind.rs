@@ -6,10 +6,11 @@
 //! 200 ms tick, Envoy's timers), which is subtracted from the load window.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{client, ClientRequest, EnvoyConfig};
+use crate::envoy::Launch;
+use crate::{client, ClientRequest, Envoy, EnvoyConfig};
 
 /// The total instruction count of a callgrind output file: its `summary:` or `totals:` line.
 pub fn parse_total(out: &str) -> Option<u64> {
@@ -36,82 +37,45 @@ pub fn per_request(load: Window, idle: Window, requests: u64) -> Option<f64> {
     Some((load.instructions as f64 - background) / requests as f64)
 }
 
-/// An Envoy under callgrind, killed on drop (its dump files stay in `dir`).
+/// An Envoy under callgrind (stopped on drop like any [`Envoy`]; its dump files stay in `dir`).
 pub struct GrindEnvoy {
-    child: Child,
+    pub envoy: Envoy,
     dir: PathBuf,
     name: String,
-    cfg: EnvoyConfig,
 }
 
 impl GrindEnvoy {
-    /// Writes `cfg` to `dir/NAME.yaml` and starts Envoy under callgrind without waiting.
-    pub fn spawn(envoy_bin: &Path, cfg: &EnvoyConfig, dir: &Path, name: &str, base_id: u32) -> Result<Self, String> {
+    /// Writes `cfg` to `dir/NAME.yaml` and starts Envoy under callgrind without waiting (startup
+    /// under valgrind takes about 80 s). Log level, worker count and flags are those of every
+    /// [`Envoy`], without the tests' `wasm:debug` log.
+    pub fn spawn(cfg: &EnvoyConfig, dir: &Path, name: &str) -> Result<Self, String> {
         let config = dir.join(format!("{name}.yaml"));
         std::fs::write(&config, cfg.render()).map_err(|e| format!("{}: {e}", config.display()))?;
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
-        let child = Command::new("valgrind")
+        let mut launch = Launch::new(&config, cfg.listener_port, cfg.admin_port);
+        launch.log_file = dir.join(format!("{name}.log"));
+        launch.wasm_debug_log = false;
+        launch.wrapper = vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
             // V8 writes and runs JIT code: callgrind must re-check modified code.
-            .args(["--tool=callgrind", "--smc-check=all-non-file"])
-            .arg(format!("--callgrind-out-file={}/{name}.%p.out", dir.display()))
-            .arg(envoy_bin)
-            .arg("-c")
-            .arg(&config)
-            .args(["--concurrency", "1", "--log-level", "warn", "--disable-hot-restart"])
-            .args(["--base-id", &base_id.to_string()])
-            .current_dir(crate::paths::repo_root())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("cannot run valgrind: {e}"))?;
-        Ok(GrindEnvoy { child, dir: dir.to_path_buf(), name: name.into(), cfg: cfg.clone() })
+            "--smc-check=all-non-file".into(),
+            format!("--callgrind-out-file={}/{name}.%p.out", dir.display()),
+        ];
+        let envoy = Envoy::spawn(launch)?;
+        Ok(GrindEnvoy { envoy, dir: dir.to_path_buf(), name: name.into() })
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.cfg.listener_port)
-    }
-
-    fn admin(&self, path: &str) -> Option<String> {
-        let addr = ([127, 0, 0, 1], self.cfg.admin_port).into();
-        let r = client::send(addr, &ClientRequest::get(path).timeout(Duration::from_secs(10))).ok()?;
-        (r.status == 200).then(|| r.text())
-    }
-
-    /// Polls `/ready` (startup under valgrind takes about 80 s).
-    pub fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
-        self.poll("ready", timeout, |g| g.admin("/ready").is_some())
-    }
-
-    /// Polls until the counter `name` is at least 1 (a token fetched).
-    pub fn wait_for_stat(&mut self, name: &str, timeout: Duration) -> Result<(), String> {
-        self.poll(name, timeout, |g| g.stat(name).is_some_and(|n| n >= 1))
-    }
-
-    /// Checks `done` every second until it holds, the process exits or `timeout` passes.
-    fn poll(&mut self, what: &str, timeout: Duration, done: impl Fn(&Self) -> bool) -> Result<(), String> {
-        let start = Instant::now();
-        while !done(self) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("{}: exited ({status}); see {}/{}.log", self.name, self.dir.display(), self.name));
-            }
-            if start.elapsed() > timeout {
-                return Err(format!("{}: not {what} after {timeout:?}", self.name));
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        Ok(())
-    }
-
-    /// A counter from admin `/stats` (text format `name: value`).
-    pub fn stat(&self, name: &str) -> Option<u64> {
-        let body = self.admin(&format!("/stats?filter={name}"))?;
+    /// One counter from admin `/stats?filter=` (text format `name: value`): a small answer, so
+    /// reading it inside a measured window adds little to the count.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        let request = ClientRequest::get(&format!("/stats?filter={name}")).timeout(Duration::from_secs(10));
+        let body = client::send(self.envoy.admin_addr(), &request).ok().filter(|r| r.status == 200)?.text();
         body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.trim().parse().ok())
     }
 
     fn control(&self, flag: &str) -> Result<(), String> {
         let out = Command::new("callgrind_control")
-            .args([flag, &self.child.id().to_string()])
+            .args([flag, &self.envoy.pid().to_string()])
             .output()
             .map_err(|e| format!("callgrind_control: {e}"))?;
         out.status
@@ -130,7 +94,7 @@ impl GrindEnvoy {
     pub fn dump(&self, since: Instant) -> Result<Window, String> {
         self.control("-d")?;
         let seconds = since.elapsed().as_secs_f64();
-        let prefix = format!("{}.{}.out.", self.name, self.child.id());
+        let prefix = format!("{}.{}.out.", self.name, self.envoy.pid());
         let newest = std::fs::read_dir(&self.dir)
             .map_err(|e| e.to_string())?
             .filter_map(|e| {
@@ -143,13 +107,6 @@ impl GrindEnvoy {
         let text = std::fs::read_to_string(self.dir.join(&newest.1)).map_err(|e| e.to_string())?;
         let instructions = parse_total(&text).ok_or_else(|| format!("{}: no summary/totals line", newest.1))?;
         Ok(Window { instructions, seconds })
-    }
-}
-
-impl Drop for GrindEnvoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -373,10 +373,9 @@ fn instructions(o: &Opts, ctx: &Context) -> Result<(Vec<Instructions>, String), 
     eprintln!("bench: starting {} Envoys under callgrind (logs and dumps in {})", ctx.variants.len(), dir.path().display());
     let fetched_before = ctx.tokens.count();
     let mut grinds = Vec::new();
-    for (i, v) in ctx.variants.iter().enumerate() {
+    for v in &ctx.variants {
         let cfg = v.config(EnvoyConfig::new(), &ctx.tokens);
-        let base_id = std::process::id() % 10_000 * 100 + i as u32;
-        grinds.push((v, GrindEnvoy::spawn(&ctx.envoy_bin, &cfg, dir.path(), &v.key, base_id)?));
+        grinds.push((v, GrindEnvoy::spawn(&cfg, dir.path(), &v.key)?));
     }
     let load = |url: &str, duration: Duration| {
         let args = wrk::WrkArgs { bin: &o.wrk, script: &o.script, threads: 1, connections: 4, duration, cpu: None };
@@ -388,23 +387,24 @@ fn instructions(o: &Opts, ctx: &Context) -> Result<(Vec<Instructions>, String), 
     };
     // All ready before the first measurement: a process still starting would take the CPU from
     // the one measured, and too few requests would fit in its window.
-    for (v, grind) in &mut grinds {
-        grind.wait_ready(Duration::from_secs(300))?;
-        if v.has_token_source() {
-            grind.wait_for_stat(STAT, Duration::from_secs(120))?;
+    for (v, grind) in &grinds {
+        grind.envoy.wait_ready(Duration::from_secs(300), None).map_err(|e| format!("{}: {e}", v.label))?;
+        if v.has_token_source() && grind.envoy.wait_for_stat(STAT, 1, Duration::from_secs(120)).unwrap_or(0) < 1 {
+            return Err(format!("{}: {STAT} still 0 after 120 s under callgrind", v.label));
         }
     }
     let fetched_ready = ctx.tokens.count();
     let mut rows = Vec::new();
     for (v, grind) in grinds {
-        load(&grind.url(&ctx.path), WARMUP)?;
+        let url = format!("http://{}{}", grind.envoy.addr(), ctx.path);
+        load(&url, WARMUP)?;
         let since = grind.zero()?;
         std::thread::sleep(IDLE);
         let idle = grind.dump(since)?;
-        let counted = || grind.stat("http.ingress.downstream_rq_total").ok_or("no http.ingress.downstream_rq_total");
+        let counted = || grind.counter("http.ingress.downstream_rq_total").ok_or("no http.ingress.downstream_rq_total");
         let since = grind.zero()?;
         let before = counted()?;
-        load(&grind.url(&ctx.path), o.instructions_duration)?;
+        load(&url, o.instructions_duration)?;
         let requests = counted()? - before;
         let window = grind.dump(since)?;
         let per_request = callgrind::per_request(window, idle, requests).ok_or(format!("{}: no requests counted", v.label))?;
