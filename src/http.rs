@@ -149,15 +149,11 @@ impl<'vm> RequestContext<'vm> {
 }
 
 /// Removes every `impersonate-*` header among `pairs` from the current request (for refusals).
-fn strip_client_impersonation(pairs: &[(&[u8], &[u8])]) {
-    let mut removed: Vec<&[u8]> = Vec::new();
-    for &(name, _) in pairs {
-        if identity::is_impersonation_header(name)
-            && !removed.iter().any(|r| r.eq_ignore_ascii_case(name))
-        {
-            let _ = host::remove_header(REQUEST_HEADERS, name);
-            removed.push(name);
-        }
+fn strip_client_impersonation(pairs: &[identity::Header<'_>]) {
+    let mut names = identity::Removals::new();
+    identity::collect_impersonation_headers(pairs, &mut names);
+    for name in names {
+        let _ = host::remove_header(REQUEST_HEADERS, name);
     }
 }
 

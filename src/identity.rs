@@ -59,6 +59,22 @@ pub fn is_impersonation_header(name: &[u8]) -> bool {
         && name[..IMPERSONATE_PREFIX.len()].eq_ignore_ascii_case(IMPERSONATE_PREFIX)
 }
 
+/// Adds each distinct `impersonate-*` name among `headers` to `names` (its first spelling: a
+/// removal takes every copy in any letter case); returns how many lines carry one.
+pub fn collect_impersonation_headers<'h>(
+    headers: &[Header<'h>],
+    names: &mut Removals<'h>,
+) -> u32 {
+    let mut lines = 0;
+    for &(name, _) in headers {
+        if is_impersonation_header(name) {
+            lines += 1;
+            push_distinct(names, name);
+        }
+    }
+    lines
+}
+
 /// `system:` identities (system:masters, system:admin, system:serviceaccount:...) are the keys to
 /// the cluster. Compared without regard to letter case to fail closed.
 pub fn is_system_identity(value: &str) -> bool {
@@ -136,23 +152,15 @@ pub fn plan_with_properties<'h, 'c: 'h>(
 ) -> Result<Plan<'h, 'c>, Refusal> {
     let mut plan = Plan::default();
     let Some(identity) = &config.identity else {
-        for (name, _) in headers {
-            if is_impersonation_header(name) {
-                plan.stripped_impersonation_headers += 1;
-                push_distinct(&mut plan.remove, name);
-            }
-        }
+        plan.stripped_impersonation_headers =
+            collect_impersonation_headers(headers, &mut plan.remove);
         return Ok(plan);
     };
 
     if let Some(jwt) = &identity.jwt {
         // Only `impersonate-*` is removed; headers such as X-Forwarded-User are not identity here.
-        for (name, _) in headers {
-            if is_impersonation_header(name) {
-                plan.stripped_impersonation_headers += 1;
-                push_distinct(&mut plan.remove, name);
-            }
-        }
+        plan.stripped_impersonation_headers =
+            collect_impersonation_headers(headers, &mut plan.remove);
         let claims = claims::extract(jwt, properties.dynamic_metadata.as_deref())?;
         map_claims(identity, jwt, &claims, &mut plan)?;
         add_audit_extras(identity, properties, &mut plan)?;
