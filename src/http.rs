@@ -42,7 +42,7 @@ impl<'vm> RequestContext<'vm> {
 
     /// `refuse` for a request whose headers are still `pairs` (none edited yet): no second read
     /// of the header map.
-    fn refuse_unedited(&self, refusal: Refusal, pairs: &[(&[u8], &[u8])]) -> Action {
+    fn refuse_unedited(&self, refusal: Refusal, pairs: &[identity::Header<'_>]) -> Action {
         strip_client_impersonation(pairs);
         reply::refuse(&self.vm.metrics, &refusal);
         Action::Pause

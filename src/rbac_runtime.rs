@@ -2,12 +2,12 @@
 //! token as bearer, collects the answers by callout id, logs and counts them, and keeps the
 //! verdict in shared data so that every worker knows it.
 //!
-//! Who checks: one worker per claim, the one whose compare-and-swap on the shared verdict takes it.
-//! The worker that stored a new token generation claims that generation at once, unless another
-//! worker's tick saw the token first and claimed it; otherwise a tick claims a check when nothing
-//! was checked yet for this configuration or a denial is due for another look. In `enforce` mode each worker
-//! copies the verdict into its `RbacGate` from the tick, so the request path reads a local cell
-//! and makes no host call.
+//! Who checks: one worker per claim, the one whose compare-and-swap on the shared verdict takes
+//! it. The worker that stored a new token generation claims that generation at once, unless
+//! another worker's tick saw the token first and claimed it; otherwise a tick claims a check when
+//! nothing was checked yet for this configuration or a denial is due for another look. In
+//! `enforce` mode each worker copies the verdict into its `RbacGate` from the tick, so the request
+//! path reads a local cell and makes no host call.
 
 use std::cell::RefCell;
 
@@ -64,6 +64,15 @@ fn needed(vm: &VmState) -> Option<Vec<Permission>> {
     vm.config.identity.as_ref().map(rbac::needed_permissions)
 }
 
+/// The shared verdict under `key` and its compare-and-swap token; an unchecked verdict (cas 0)
+/// when there is none yet. `Err` carries the host status.
+fn read_verdict(key: &str) -> Result<(Verdict, u32), u32> {
+    match host::get_shared_data(key)? {
+        Some((bytes, cas)) => Ok((Verdict::decode(&bytes), cas)),
+        None => Ok((Verdict::default(), 0)),
+    }
+}
+
 fn subject(vm: &VmState) -> String {
     match vm.config.token_source.as_ref().map(|s| &s.kind) {
         Some(TokenSourceKind::KubernetesTokenRequest {
@@ -85,11 +94,9 @@ impl RbacChecker {
         };
         let key = rbac::verdict_key(&runtime.key, &permissions);
         for _ in 0..CAS_ATTEMPTS {
-            let (current, cas) = match host::get_shared_data(&key) {
-                Ok(Some((bytes, cas))) => (Verdict::decode(&bytes), cas),
-                Ok(None) => (Verdict::default(), 0),
-                // Shared data unusable: checking twice is better than not checking.
-                Err(_) => break,
+            // Shared data unusable: checking twice is better than not checking.
+            let Ok((current, cas)) = read_verdict(&key) else {
+                break;
             };
             let Some(claim) = current.claim_new_generation(now_ms, generation) else {
                 return;
@@ -99,12 +106,19 @@ impl RbacChecker {
                 _ => break,
             }
         }
-        self.send(vm, generation, authorization, now_ms);
+        self.send(vm, permissions, generation, authorization, now_ms);
     }
 
     /// Sends the reviews of a check this worker has claimed.
-    fn send(&mut self, vm: &VmState, generation: u64, authorization: &str, now_ms: u64) {
-        let (Some(permissions), Some(source)) = (needed(vm), &vm.config.token_source) else {
+    fn send(
+        &mut self,
+        vm: &VmState,
+        permissions: Vec<Permission>,
+        generation: u64,
+        authorization: &str,
+        now_ms: u64,
+    ) {
+        let Some(source) = &vm.config.token_source else {
             return;
         };
         self.retire_pending();
@@ -226,7 +240,7 @@ impl RbacChecker {
         if let Ok(host::SetShared::Stored) =
             host::set_shared_data(&key, &verdict.claimed(now_ms, generation).encode(), cas)
         {
-            self.send(vm, generation, &authorization, now_ms);
+            self.send(vm, permissions, generation, &authorization, now_ms);
         }
     }
 
@@ -247,10 +261,7 @@ impl RbacChecker {
             let key = rbac::verdict_key(&runtime.key, &check.permissions);
             // A late check of an older token must not replace the verdict on a newer one.
             for _ in 0..CAS_ATTEMPTS {
-                let (current, cas) = match host::get_shared_data(&key) {
-                    Ok(Some((bytes, cas))) => (Verdict::decode(&bytes), cas),
-                    _ => (Verdict::default(), 0),
-                };
+                let (current, cas) = read_verdict(&key).unwrap_or_default();
                 if current.generation > verdict.generation {
                     return;
                 }
