@@ -1,50 +1,34 @@
-//! Encoding of `Impersonate-Extra-<key>` header names.
+//! Which `Impersonate-Extra-<key>` keys reach the API server as the key the filter meant.
 //!
-//! Kubernetes' client-go (`transport/round_trippers.go`, `headerKeyEscape`) percent-encodes every
-//! byte of the key that is not a legal HTTP header-name byte (the RFC 7230 token table copied from
-//! `net/http/lex.go`), and also `%` itself because `url.PathUnescape` rejects a `%` not followed by
-//! two hex digits. The API server's impersonation filter
-//! (`staging/src/k8s.io/apiserver/pkg/endpoints/filters/impersonation.go`) takes the header suffix,
-//! lowercases it (`strings.ToLower`) and decodes it with `unescapeExtraKey` (`url.PathUnescape`).
-//! So a key such as `acme.com/project` travels as `Impersonate-Extra-acme.com%2Fproject`.
+//! The chain is filter -> Kiali -> client-go -> API server:
+//! - Kiali's header strategy (`handlers/authentication/header_auth_controller.go`,
+//!   `getTokenStringFromHeader`) takes each `Impersonate-Extra-<suffix>` header with the suffix
+//!   as Go canonicalised it and hands it to client-go as `ImpersonateUserExtra`.
+//! - client-go (`transport/round_trippers.go`, `headerKeyEscape`) percent-encodes every byte of
+//!   the key that is not an HTTP token byte, **and `%` itself**.
+//! - The API server (`k8s.io/apiserver` `pkg/endpoints/filters/impersonation.go`) lowercases
+//!   the suffix and percent-decodes it once (`unescapeExtraKey`).
+//!
+//! So a key the filter percent-encodes (`acme.com%2Fteam` for `acme.com/team`) is encoded again
+//! by client-go and reaches the API server as `acme.com%2fteam`: RBAC on
+//! `userextras/acme.com/team` never matches. A key made only of token bytes other than `%`
+//! passes every step unchanged but for letter case, which the API server lowercases; so the
+//! filter accepts exactly those keys, lowercased, and sends them as they are.
 
 use crate::config::is_token_byte;
 
-pub fn encode_extra_key(key: &str) -> String {
-    let mut encoded = String::with_capacity(key.len());
-    for byte in key.bytes() {
-        if is_token_byte(byte) && byte != b'%' {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push('%');
-            encoded.push(char::from(HEX[usize::from(byte >> 4)]));
-            encoded.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
+/// The key as the API server will see it (lowercase), or why it cannot get there intact.
+pub fn api_server_key(key: &str) -> Result<String, String> {
+    if key.is_empty() || !key.bytes().all(|byte| is_token_byte(byte) && byte != b'%') {
+        return Err(format!(
+            "the extra key {key:?} cannot reach the API server intact through Kiali: use only \
+             letters, digits and !#$&'*+-.^_`|~ (no `/`, `%`, space or other characters; for \
+             example `acme.com-team` rather than `acme.com/team`). Kiali hands the key to \
+             client-go, which percent-encodes such characters (and `%`) again, so the API server \
+             would see a different key than the one RBAC grants"
+        ));
     }
-    encoded
-}
-
-const HEX: &[u8; 16] = b"0123456789ABCDEF";
-
-/// The inverse, as the API server applies it (lowercase, then percent-decode); used by tests to
-/// prove the round trip.
-pub fn decode_extra_key_like_apiserver(suffix: &str) -> Option<String> {
-    let lower = suffix.to_ascii_lowercase();
-    let bytes = lower.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let hex = bytes.get(index + 1..index + 3)?;
-            let text = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(text, 16).ok()?);
-            index += 3;
-        } else {
-            out.push(bytes[index]);
-            index += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    Ok(key.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -52,32 +36,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn table_of_encodings() {
-        let table = [
-            ("email", "email"),
-            ("scopes", "scopes"),
-            ("acme.com/project", "acme.com%2Fproject"),
-            ("a b", "a%20b"),
-            ("100%", "100%25"),
-            ("key:with:colons", "key%3Awith%3Acolons"),
-            ("ünï", "%C3%BCn%C3%AF"),
-            ("Ü", "%C3%9C"),
-            ("a\"b", "a%22b"),
-            ("tilde~pipe|", "tilde~pipe|"),
-            ("(x)", "%28x%29"),
-            ("a=b,c;d", "a%3Db%2Cc%3Bd"),
-        ];
-        for (key, expected) in table {
-            assert_eq!(encode_extra_key(key), expected, "key {key:?}");
-        }
-    }
-
-    #[test]
-    fn apiserver_decoding_round_trips_lowercase_keys() {
-        for key in ["email", "acme.com/project", "100%", "a b/c", "ünï", "Ü", "x%2fy"] {
-            let encoded = encode_extra_key(key);
-            assert!(encoded.bytes().all(is_token_byte), "{encoded} is a legal header name");
-            assert_eq!(decode_extra_key_like_apiserver(&encoded).as_deref(), Some(key));
+    fn token_keys_pass_lowercased_and_others_are_refused() {
+        for (key, expected) in [
+            ("email", Some("email")),
+            ("Email", Some("email")),
+            ("client-address", Some("client-address")),
+            ("acme.com-team", Some("acme.com-team")),
+            ("tilde~pipe|", Some("tilde~pipe|")),
+            ("acme.com/team", None),
+            ("acme.com%2Fteam", None),
+            ("100%", None),
+            ("a b", None),
+            ("ünï", None),
+            ("key:colon", None),
+            ("", None),
+        ] {
+            assert_eq!(api_server_key(key).ok().as_deref(), expected, "key {key:?}");
         }
     }
 }

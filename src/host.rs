@@ -251,6 +251,13 @@ pub enum SetShared {
     CasMismatch,
 }
 
+/// The `cas` that makes [`set_shared_data`] create a missing key but never overwrite an existing
+/// one, which `0` would. The host (proxy-wasm-cpp-host `src/shared_data.cc`, `SharedData::set`,
+/// which Envoy uses) compares a non-zero cas with an existing key's and refuses on a mismatch,
+/// but creates a missing key whatever the cas; it hands out cas values from one counter that
+/// starts at 1 (`nextCas`), so no key holds `u32::MAX` before four billion writes.
+pub const CREATE_ONLY: u32 = u32::MAX;
+
 pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<SetShared, u32> {
     let status = unsafe {
         proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)

@@ -48,29 +48,34 @@ impl<'vm> RequestContext<'vm> {
         Action::Pause
     }
 
-    fn peer_is_trusted(&self) -> bool {
-        let Some(trusted) = &self.vm.config.trusted_peers else {
-            return true;
-        };
+    /// `None` when the peer may send identity, else the refusal.
+    fn untrusted_peer(&self) -> Option<Refusal> {
+        let trusted = self.vm.config.trusted_peers.as_ref()?;
         let principal = trusted
             .checks_principal()
             .then(|| host::get_property(identity::PEER_PRINCIPAL_PROPERTY))
             .flatten();
         let address = trusted
             .checks_address()
-            .then(|| host::get_property(identity::SOURCE_ADDRESS_PROPERTY))
+            .then(|| host::get_property(identity::DIRECT_PEER_PROPERTY))
             .flatten();
-        trusted.admits(principal.as_deref(), address.as_deref())
+        if trusted.admits(principal.as_deref(), address.as_deref()) {
+            return None;
+        }
+        if trusted.checks_address() && address.is_none() {
+            return Some(identity::direct_peer_unknown());
+        }
+        Some(Refusal::new(
+            Reason::UntrustedPeer,
+            "this peer may not send identity headers: it is neither a trusted principal nor in a trusted source CIDR",
+        ))
     }
 
     fn handle_request_headers(&mut self) -> Action {
         let vm = self.vm;
         vm.metrics.request();
-        if !self.peer_is_trusted() {
-            return self.refuse(Refusal::new(
-                Reason::UntrustedPeer,
-                "this peer may not send identity headers: it is neither a trusted principal nor in a trusted source CIDR",
-            ));
+        if let Some(refusal) = self.untrusted_peer() {
+            return self.refuse(refusal);
         }
         let Ok(map) = host::get_header_map(REQUEST_HEADERS) else {
             // Without the headers nothing can be stripped: fail closed.
@@ -80,6 +85,21 @@ impl<'vm> RequestContext<'vm> {
             ));
         };
         let pairs = map.pairs();
+        if let Some(allowed) = &vm.config.upstream_hosts {
+            let authority = pairs.iter().find(|(name, _)| *name == b":authority").map(|(_, value)| *value);
+            if !authority.is_some_and(|authority| allowed.admits(authority)) {
+                return self.refuse_unedited(
+                    Refusal::new(
+                        Reason::UpstreamNotAllowed,
+                        format!(
+                            "this filter serves only the hosts in upstream_hosts, not {}",
+                            crate::refusal::quote_for_log(authority.unwrap_or_default())
+                        ),
+                    ),
+                    &pairs,
+                );
+            }
+        }
         // Reads only the properties the configuration uses: none in the header-only modes.
         let properties = identity::RequestProperties::read(&vm.config, host::get_property);
         let mut plan = match identity::plan_with_properties(&vm.config, &pairs, &properties) {

@@ -88,8 +88,19 @@ pub fn is_system_identity(value: &str) -> bool {
 /// certificate. Envoy has no `source.principal` property (measured with Envoy 1.40: reading it
 /// finds nothing even on an mTLS connection); this is where the principal is.
 pub const PEER_PRINCIPAL_PROPERTY: &[&str] = &["connection", "uri_san_peer_certificate"];
-/// The downstream `ip:port`.
-pub const SOURCE_ADDRESS_PROPERTY: &[&str] = &["source", "address"];
+/// The filter-state object that holds the direct TCP peer's address, `ip:port` or `ip`.
+///
+/// Not `source.address`: Envoy's `source.address` is the downstream remote address *after*
+/// `X-Forwarded-For` processing (`filters/common/expr/context.cc`, `PeerWrapper`, reads
+/// `downstreamAddressProvider().remoteAddress()`), which with the connection manager's default
+/// `use_remote_address: false` is the last address the *client* wrote in `X-Forwarded-For`. No
+/// property the Wasm host offers holds the direct peer (`common/wasm/context.cc`,
+/// `findValue`), but `filter_state` does hold what the `envoy.filters.http.set_filter_state`
+/// filter stored, and that filter can store `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`, which no
+/// header changes. A client cannot write filter state, so without that filter the property is
+/// missing and the filter refuses rather than guesses.
+pub const DIRECT_PEER_FILTER_STATE: &str = "kiali_header_auth.direct_remote_address";
+pub const DIRECT_PEER_PROPERTY: &[&str] = &["filter_state", DIRECT_PEER_FILTER_STATE];
 
 /// What Envoy knows about a request beyond its headers. The filter reads each one only when the
 /// configuration uses it, so the header-only modes make no extra host call.
@@ -99,7 +110,7 @@ pub struct RequestProperties {
     pub dynamic_metadata: Option<Vec<u8>>,
     /// `PEER_PRINCIPAL_PROPERTY`, for an audit extra.
     pub source_principal: Option<Vec<u8>>,
-    /// `SOURCE_ADDRESS_PROPERTY`, for an audit extra.
+    /// `DIRECT_PEER_PROPERTY`, for an audit extra.
     pub source_address: Option<Vec<u8>>,
 }
 
@@ -121,7 +132,7 @@ impl RequestProperties {
             properties.source_principal = get_property(PEER_PRINCIPAL_PROPERTY);
         }
         if uses(ConnectionFact::SourceAddress) {
-            properties.source_address = get_property(SOURCE_ADDRESS_PROPERTY);
+            properties.source_address = get_property(DIRECT_PEER_PROPERTY);
         }
         properties
     }
@@ -286,7 +297,7 @@ fn map_identity<'h, 'c: 'h>(
         for raw in &sources.groups {
             let text = clean_list(identity, groups_header, raw)?;
             for_each_item(text, &identity.groups_separator, |item| {
-                let item = item.trim();
+                let item = trim_like_go(item);
                 if item.is_empty() {
                     return Ok(());
                 }
@@ -453,8 +464,8 @@ fn add_group<'h>(
 
 /// The verified claims through the same rules as header values: prefixes, `static_groups`, the
 /// `system:` guard, `max_groups`, `max_value_bytes`, no control characters. Claim values are
-/// used exactly as signed: not trimmed, and a group is never split; a blank user is missing and a
-/// blank group is skipped. The claims borrow the request's metadata, not the headers, so their
+/// trimmed only as Go will trim the header (`trim_like_go`), and a group is never split; a blank
+/// user is missing and a blank group is skipped. The claims borrow the request's metadata, not the headers, so their
 /// values are copied into the plan.
 fn map_claims<'h, 'c: 'h>(
     identity: &'c IdentityConfig,
@@ -464,7 +475,7 @@ fn map_claims<'h, 'c: 'h>(
 ) -> Result<(), Refusal> {
     let user_claim = &jwt.user_claim.display;
     let user = clean_claim(identity, user_claim, claims.user)?;
-    if user.trim().is_empty() {
+    if user.is_empty() {
         return Err(Refusal::new(
             Reason::IdentityMissing,
             format!("no user identity: the `{user_claim}` claim is empty"),
@@ -478,7 +489,7 @@ fn map_claims<'h, 'c: 'h>(
         let source = GroupSource::Claim(&groups_claim.display);
         for item in &claims.groups {
             let item = clean_claim(identity, &groups_claim.display, item)?;
-            if !item.trim().is_empty() {
+            if !item.is_empty() {
                 add_group(
                     identity,
                     plan,
@@ -522,7 +533,7 @@ fn map_claims<'h, 'c: 'h>(
     Ok(())
 }
 
-/// One claim value: no control characters, within the length limit.
+/// One claim value: no control characters, within the length limit, trimmed as Go will trim it.
 fn clean_claim<'v>(identity: &IdentityConfig, claim: &str, value: &'v str) -> Result<&'v str, Refusal> {
     if has_control_characters(value) {
         return Err(Refusal::new(
@@ -539,7 +550,7 @@ fn clean_claim<'v>(identity: &IdentityConfig, claim: &str, value: &'v str) -> Re
             ),
         ));
     }
-    Ok(value)
+    Ok(trim_like_go(value))
 }
 
 /// Whether `text` holds a Unicode control character (general category Cc, what
@@ -555,8 +566,11 @@ fn has_control_characters(text: &str) -> bool {
     })
 }
 
-/// `Impersonate-Extra-<key>` with the connection facts the configuration asks for. A fact Envoy
-/// does not have (no mTLS peer, so no principal) adds nothing.
+/// `Impersonate-Extra-<key>` with the connection facts the configuration asks for. No mTLS peer
+/// (so no principal) adds nothing; the source address is the direct peer's IP address, without
+/// the port (a port would make every connection look like a new identity to caches keyed by
+/// identity), and a request whose direct peer Envoy did not record is refused: the filter does
+/// not fall back to an address the client can choose.
 fn add_audit_extras<'c>(
     identity: &'c IdentityConfig,
     properties: &RequestProperties,
@@ -568,19 +582,41 @@ fn add_audit_extras<'c>(
         ..
     } in &identity.audit_extras
     {
-        let Some(raw) = properties.fact(*fact).filter(|raw| !raw.is_empty()) else {
-            continue;
+        let raw = properties.fact(*fact).filter(|raw| !raw.is_empty());
+        let value = match (fact, raw) {
+            (ConnectionFact::SourcePrincipal, None) => continue,
+            (ConnectionFact::SourcePrincipal, Some(raw)) => {
+                clean_value(identity, output_header, raw)?.to_string()
+            }
+            (ConnectionFact::SourceAddress, raw) => {
+                let Some(ip) = raw.and_then(crate::peer::parse_peer_ip) else {
+                    return Err(direct_peer_unknown());
+                };
+                ip.to_string()
+            }
         };
-        let value = clean_value(identity, output_header, raw)?;
         if !value.is_empty() {
-            plan.add
-                .push((output_header.as_str(), Cow::Owned(value.to_string())));
+            plan.add.push((output_header.as_str(), Cow::Owned(value)));
         }
     }
     Ok(())
 }
 
-/// A single identity value: UTF-8, no control characters, trimmed, within the length limit.
+/// The refusal when the direct peer's address is needed and Envoy did not record it.
+pub fn direct_peer_unknown() -> Refusal {
+    Refusal::new(
+        Reason::UntrustedPeer,
+        format!(
+            "the direct peer's address is unknown: Envoy must run the \
+             envoy.filters.http.set_filter_state filter before this one, storing \
+             %DOWNSTREAM_DIRECT_REMOTE_ADDRESS% as {DIRECT_PEER_FILTER_STATE} (README: \
+             \"Trusted peers\"); the filter does not use addresses from X-Forwarded-For"
+        ),
+    )
+}
+
+/// A single identity value: UTF-8, no control characters, trimmed as Go will trim it, within the
+/// length limit.
 fn clean_value<'v>(
     identity: &IdentityConfig,
     header: &str,
@@ -619,7 +655,7 @@ fn clean_list<'v>(
             format!("the {header} header is longer than {list_limit} bytes"),
         ));
     }
-    Ok(text.trim())
+    Ok(trim_like_go(text))
 }
 
 fn check_length(identity: &IdentityConfig, header: &str, value: &[u8]) -> Result<(), Refusal> {
@@ -633,6 +669,16 @@ fn check_length(identity: &IdentityConfig, header: &str, value: &[u8]) -> Result
         ));
     }
     Ok(())
+}
+
+/// `value` without the spaces and horizontal tabs Go's header reader trims from both ends of a
+/// value (`net/textproto` `ReadMIMEHeader`: `bytes.TrimLeft(v, " \t")` and `trim` on the line),
+/// which Kiali and the API server both use. Every value the filter forwards goes through this
+/// before any check, so `" system:masters"` is checked as `system:masters`, the identity the API
+/// server would see. Only these two characters: trimming more (Rust's `str::trim` also removes
+/// U+00A0 and other Unicode spaces) would merge identities that Go keeps apart.
+pub fn trim_like_go(value: &str) -> &str {
+    value.trim_matches([' ', '\t'])
 }
 
 /// Distinct names only: the list is a handful of names, so a scan beats hashing.

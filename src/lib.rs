@@ -11,6 +11,7 @@ pub mod random;
 pub mod rbac;
 pub mod refusal;
 pub mod token;
+pub mod upstream_hosts;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;

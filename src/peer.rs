@@ -28,8 +28,9 @@ impl TrustedPeers {
         !self.cidrs.is_empty()
     }
 
-    /// `principal` is the raw `connection.uri_san_peer_certificate` property, `address` the raw `source.address`
-    /// property (`ip:port` or `[v6]:port`). Either may be absent.
+    /// `principal` is the raw `connection.uri_san_peer_certificate` property, `address` the direct
+    /// TCP peer's address (`identity::DIRECT_PEER_PROPERTY`: `ip:port`, `[v6]:port` or `ip`),
+    /// never an address taken from `X-Forwarded-For`. Either may be absent.
     pub fn admits(&self, principal: Option<&[u8]>, address: Option<&[u8]>) -> bool {
         if let Some(principal) = principal {
             if !principal.is_empty() && self.principals.iter().any(|p| p.as_bytes() == principal) {
@@ -59,7 +60,8 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     ))
 }
 
-fn parse_peer_ip(raw: &[u8]) -> Option<IpAddr> {
+/// The IP address of `ip:port`, `[v6]:port` or a bare address.
+pub fn parse_peer_ip(raw: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(raw).ok()?;
     if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
         return Some(socket.ip());

@@ -64,12 +64,14 @@ fn needed(vm: &VmState) -> Option<Vec<Permission>> {
     vm.config.identity.as_ref().map(rbac::needed_permissions)
 }
 
-/// The shared verdict under `key` and its compare-and-swap token; an unchecked verdict (cas 0)
-/// when there is none yet. `Err` carries the host status.
+/// The shared verdict under `key` and its compare-and-swap token; an unchecked verdict when there
+/// is none yet, with the token that creates the key only if it is still missing (so a write
+/// based on "none yet" cannot overwrite a verdict another worker wrote meanwhile). `Err` carries
+/// the host status.
 fn read_verdict(key: &str) -> Result<(Verdict, u32), u32> {
     match host::get_shared_data(key)? {
         Some((bytes, cas)) => Ok((Verdict::decode(&bytes), cas)),
-        None => Ok((Verdict::default(), 0)),
+        None => Ok((Verdict::default(), host::CREATE_ONLY)),
     }
 }
 
@@ -214,8 +216,9 @@ impl RbacChecker {
         let (verdict, cas) = match host::get_shared_data(&key) {
             Ok(Some((bytes, cas))) => (Verdict::decode(&bytes), cas),
             Ok(None) => {
-                // First sight: create it unchecked; the next tick claims it by compare-and-swap.
-                let _ = host::set_shared_data(&key, &Verdict::default().encode(), 0);
+                // First sight: create it unchecked unless another worker just did; the next
+                // tick claims it by compare-and-swap.
+                let _ = host::set_shared_data(&key, &Verdict::default().encode(), host::CREATE_ONLY);
                 return;
             }
             Err(_) => return,
@@ -261,7 +264,9 @@ impl RbacChecker {
             let key = rbac::verdict_key(&runtime.key, &check.permissions);
             // A late check of an older token must not replace the verdict on a newer one.
             for _ in 0..CAS_ATTEMPTS {
-                let (current, cas) = read_verdict(&key).unwrap_or_default();
+                let Ok((current, cas)) = read_verdict(&key) else {
+                    break;
+                };
                 if current.generation > verdict.generation {
                     return;
                 }

@@ -11,16 +11,23 @@ pub enum Reason {
     TokenUnavailable,
     /// `rbac_check: "enforce"` and the impersonator token lacks a needed permission.
     RbacDenied,
+    /// JWT mode with the `email` claim as user, and the token says (or, with
+    /// `email_verified: "required"`, does not say) that the address is verified.
+    EmailUnverified,
+    /// `upstream_hosts` is set and the request's `:authority` is not on it.
+    UpstreamNotAllowed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 8] = [
         Reason::IdentityMissing,
         Reason::IdentityForbidden,
         Reason::IdentityMalformed,
         Reason::UntrustedPeer,
         Reason::TokenUnavailable,
         Reason::RbacDenied,
+        Reason::EmailUnverified,
+        Reason::UpstreamNotAllowed,
     ];
 
     /// The stable, documented `reason` of the JSON body; also the metric suffix.
@@ -32,13 +39,15 @@ impl Reason {
             Reason::UntrustedPeer => "untrusted_peer",
             Reason::TokenUnavailable => "token_unavailable",
             Reason::RbacDenied => "rbac_denied",
+            Reason::EmailUnverified => "email_unverified",
+            Reason::UpstreamNotAllowed => "upstream_not_allowed",
         }
     }
 
     pub fn status(self) -> u32 {
         match self {
-            Reason::IdentityMissing => 401,
-            Reason::IdentityForbidden | Reason::UntrustedPeer => 403,
+            Reason::IdentityMissing | Reason::EmailUnverified => 401,
+            Reason::IdentityForbidden | Reason::UntrustedPeer | Reason::UpstreamNotAllowed => 403,
             Reason::IdentityMalformed => 400,
             Reason::TokenUnavailable | Reason::RbacDenied => 503,
         }

@@ -55,6 +55,11 @@ pub struct LocalToken {
     pub usable_until_ms: u64,
 }
 
+struct FetchInFlight {
+    call_id: u32,
+    started_ms: u64,
+}
+
 pub struct Waiter {
     pub context_id: u32,
     pub deadline_ms: u64,
@@ -138,7 +143,9 @@ pub struct Root {
     worker_id: u64,
     state: Option<Rc<VmState>>,
     credentials: Credentials,
-    fetch_started_ms: Option<u64>,
+    /// The token fetch in flight: its call id (an answer is taken as the token only when it
+    /// carries this id) and when it started.
+    fetch: Option<FetchInFlight>,
     tick_ms: u32,
     metrics: Rc<Metrics>,
     rbac: RbacChecker,
@@ -154,7 +161,7 @@ impl Root {
             worker_id,
             state: None,
             credentials: Credentials::default(),
-            fetch_started_ms: None,
+            fetch: None,
             tick_ms: 0,
             metrics: Rc::new(Metrics::default()),
             rbac: RbacChecker::default(),
@@ -182,7 +189,8 @@ impl Root {
         match host::get_shared_data(key) {
             Ok(Some((bytes, cas))) => Some((SharedState::decode(&bytes), cas)),
             Ok(None) => {
-                let _ = host::set_shared_data(key, &SharedState::default().encode(), 0);
+                // Created only if still missing: another worker may have just stored a lease.
+                let _ = host::set_shared_data(key, &SharedState::default().encode(), host::CREATE_ONLY);
                 None
             }
             Err(status) => {
@@ -196,7 +204,7 @@ impl Root {
         let (Some(source), Some(runtime)) = (&state.config.token_source, &state.token) else {
             return;
         };
-        if self.fetch_started_ms.is_some() {
+        if self.fetch.is_some() {
             return;
         }
         let Some((shared, cas)) = Self::read_shared(&runtime.key) else {
@@ -223,8 +231,8 @@ impl Root {
             .collect();
         let timeout_ms = u32::try_from(source.timeout.as_millis()).unwrap_or(u32::MAX);
         match host::dispatch_http_call(&callout.cluster, &headers, &callout.body, timeout_ms) {
-            Ok(_) => {
-                self.fetch_started_ms = Some(now_ms);
+            Ok(call_id) => {
+                self.fetch = Some(FetchInFlight { call_id, started_ms: now_ms });
             }
             Err(status) => {
                 let error = FetchError::new(
@@ -256,7 +264,7 @@ impl Root {
         for _ in 0..CAS_ATTEMPTS {
             let (current, cas) = match host::get_shared_data(&runtime.key) {
                 Ok(Some((bytes, cas))) => (SharedState::decode(&bytes), cas),
-                Ok(None) => (SharedState::default(), 0),
+                Ok(None) => (SharedState::default(), host::CREATE_ONLY),
                 Err(_) => break,
             };
             let next = match &result {
@@ -378,7 +386,21 @@ impl Root {
             return;
         };
         let rbac_review = self.rbac.owns(call_id);
-        let started = if rbac_review { None } else { self.fetch_started_ms.take() };
+        let started = match &self.fetch {
+            Some(fetch) if !rbac_review && fetch.call_id == call_id => {
+                let started = fetch.started_ms;
+                self.fetch = None;
+                Some(started)
+            }
+            _ => None,
+        };
+        if !rbac_review && started.is_none() {
+            // Not a call this configuration has in flight: an answer to a fetch that timed out
+            // on our side, or to a call made before a reconfiguration. Its token is not trusted
+            // to be the one asked for; the lease it held runs out and a new fetch follows.
+            warn!("ignoring the answer to HTTP call {call_id}: no token fetch of this configuration is waiting for it");
+            return;
+        }
         let status = if num_headers == 0 {
             None
         } else {
@@ -458,6 +480,8 @@ impl Root {
             rbac_gate: RbacGate::default(),
         }));
         self.rbac = RbacChecker::default();
+        // An answer to a fetch of the previous configuration is ignored (see on_http_call_response).
+        self.fetch = None;
         self.tick_ms = 0;
         self.set_tick(if has_token { FAST_TICK_MS } else { SLOW_TICK_MS });
         true
@@ -473,9 +497,9 @@ impl Root {
         };
         let now_ms = host::now_ms();
         // A fetch whose answer never came (the VM lost it) must not block forever.
-        if let (Some(source), Some(started)) = (&state.config.token_source, self.fetch_started_ms) {
-            if now_ms > started + source.timeout.as_millis() as u64 + 5_000 {
-                self.fetch_started_ms = None;
+        if let (Some(source), Some(fetch)) = (&state.config.token_source, &self.fetch) {
+            if now_ms > fetch.started_ms + source.timeout.as_millis() as u64 + 5_000 {
+                self.fetch = None;
             }
         }
         self.maybe_start_fetch(&state, now_ms);

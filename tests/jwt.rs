@@ -16,7 +16,7 @@ const AUDIENCE: &str = "kiali";
 /// Keycloak-shaped: user from `email`, groups from `realm_access.roles`, a claim whose name
 /// holds a slash, and the client address as an audit extra.
 const KEYCLOAK: &str = r#"{"identity":{"jwt":{"user_claim":"email","groups_claim":["realm_access","roles"],
-    "uid_claim":"sub","extra_claims":{"email":"email","acme.com/team":"https://acme.com/team"}},
+    "uid_claim":"sub","extra_claims":{"email":"email","acme.com-team":"https://acme.com/team"}},
     "user_prefix":"oidc:","group_prefix":"oidc:","static_groups":["kiali-users"],
     "audit_extras":{"client-address":"source_address"}}}"#;
 

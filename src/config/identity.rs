@@ -8,7 +8,7 @@ use super::checks::header_name;
 use super::jwt::{compile_audit_extras, compile_jwt, AuditExtra, JwtSource};
 use super::raw::RawIdentity;
 use super::ConfigError;
-use crate::extra_key::encode_extra_key;
+use crate::extra_key::api_server_key;
 
 /// Longest identity value (user, uid, one group, one extra value) accepted by default, in bytes.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024;
@@ -193,12 +193,23 @@ pub(super) fn compile_identity(mut raw: RawIdentity) -> Result<IdentityConfig, C
                 "must be at most 256 bytes without control characters",
             ));
         }
+        // Go's header reader (Kiali, the API server) trims spaces and tabs from the start of a
+        // value, so a prefix starting with one would not reach the API server as written: "  "
+        // before "system:admin" arrives as system:admin, past the filter's system: check.
+        if value.starts_with([' ', '\t']) {
+            return Err(ConfigError::new(
+                field,
+                "must not start with a space or tab: Kubernetes' Go header reader trims them, so \
+                 the API server would see a different identity than the filter checked",
+            ));
+        }
     }
 
     let mut static_groups: Vec<String> = Vec::with_capacity(raw.static_groups.len());
     for (index, group) in raw.static_groups.iter().enumerate() {
         let field = format!("identity.static_groups[{index}]");
-        let trimmed = group.trim();
+        // Trimmed as Go's header reader will trim it (see identity::trim_like_go).
+        let trimmed = crate::identity::trim_like_go(group);
         if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
             return Err(ConfigError::new(
                 field,
@@ -307,17 +318,9 @@ fn compile_header_source(raw: &mut RawIdentity) -> Result<HeaderSource, ConfigEr
     let mut extras = Vec::with_capacity(extra_sources.len());
     for (key, header) in extra_sources {
         let field = format!("identity.extra_headers.{key}");
-        if key.is_empty() || key.chars().any(char::is_control) {
-            return Err(ConfigError::new(
-                field,
-                "an extra key must be non-empty and free of control characters",
-            ));
-        }
-        // The API server lowercases the *encoded* key (strings.ToLower before PathUnescape), so
-        // only ASCII letters change; non-ASCII travels percent-encoded and keeps its case.
-        let key = key.to_ascii_lowercase();
+        let key = api_server_key(&key).map_err(|message| ConfigError::new(&field, message))?;
         let source_header = header_name(&field, &header)?;
-        let output_header = format!("impersonate-extra-{}", encode_extra_key(&key));
+        let output_header = format!("impersonate-extra-{key}");
         if extras.iter().any(|e: &ExtraMapping| e.key == key) {
             return Err(ConfigError::new(
                 field,

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::checks::{is_token_byte, non_empty};
+use super::checks::non_empty;
 use super::raw::{RawClaim, RawIdentity, RawJwt};
 use super::ConfigError;
-use crate::extra_key::encode_extra_key;
+use crate::extra_key::api_server_key;
 
 /// Where `jwt_authn` keeps verified payloads, in Envoy and in Istio.
 pub const DEFAULT_METADATA_NAMESPACE: &str = "envoy.filters.http.jwt_authn";
@@ -24,6 +24,20 @@ pub struct JwtSource {
     pub uid_claim: Option<ClaimPath>,
     /// Sorted by key.
     pub extra_claims: Vec<ExtraClaim>,
+    /// What the `email_verified` claim must say; `None` unless the user claim is `email`.
+    pub email_verified: Option<EmailVerified>,
+}
+
+/// The Kubernetes API server's own OIDC authenticator (`k8s.io/apiserver`
+/// `plugin/pkg/authenticator/token/oidc/oidc.go`, `AuthenticateToken`) refuses `email` as the
+/// username when the token carries `email_verified` and it is not `true`; the filter does the
+/// same, and can also require the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVerified {
+    /// As the API server: when `email_verified` is present it must be `true`.
+    IfPresent,
+    /// `email_verified` must be present and `true` (for IdPs that always send it).
+    Required,
 }
 
 /// The keys to follow from the payload object to a claim, and how messages name it.
@@ -123,14 +137,7 @@ pub(super) fn compile_jwt(raw_identity: &RawIdentity, raw: RawJwt) -> Result<Jwt
     let mut extra_claims: Vec<ExtraClaim> = Vec::new();
     for (key, claim) in raw.extra_claims.unwrap_or_default() {
         let field = format!("identity.jwt.extra_claims.{key}");
-        if key.is_empty() || key.chars().any(char::is_control) {
-            return Err(ConfigError::new(
-                field,
-                "an extra key must be non-empty and free of control characters",
-            ));
-        }
-        // Kubernetes lowercases extra keys (see `compile_identity`).
-        let key = key.to_ascii_lowercase();
+        let key = api_server_key(&key).map_err(|message| ConfigError::new(&field, message))?;
         if extra_claims.iter().any(|extra| extra.key == key) {
             return Err(ConfigError::new(
                 field,
@@ -138,7 +145,7 @@ pub(super) fn compile_jwt(raw_identity: &RawIdentity, raw: RawJwt) -> Result<Jwt
             ));
         }
         let claim = claim_path(&field, claim)?;
-        let output_header = format!("impersonate-extra-{}", encode_extra_key(&key));
+        let output_header = format!("impersonate-extra-{key}");
         // Kept sorted by key by inserting in place (a `sort` adds kilobytes to the wasm).
         let at = extra_claims.partition_point(|extra| extra.key < key);
         extra_claims.insert(
@@ -151,7 +158,27 @@ pub(super) fn compile_jwt(raw_identity: &RawIdentity, raw: RawJwt) -> Result<Jwt
         );
     }
 
+    let user_claim_is_email = user_claim.keys.len() == 1 && user_claim.keys[0] == "email";
+    let email_verified = match (raw.email_verified.as_deref(), user_claim_is_email) {
+        (None | Some("if_present"), true) => Some(EmailVerified::IfPresent),
+        (Some("required"), true) => Some(EmailVerified::Required),
+        (None, false) => None,
+        (Some("if_present" | "required"), false) => {
+            return Err(ConfigError::new(
+                "identity.jwt.email_verified",
+                "applies only when identity.jwt.user_claim is \"email\"; remove it",
+            ))
+        }
+        (Some(other), _) => {
+            return Err(ConfigError::new(
+                "identity.jwt.email_verified",
+                format!("unknown value {other:?}; use \"if_present\" (the default, as the Kubernetes API server does) or \"required\""),
+            ))
+        }
+    };
+
     Ok(JwtSource {
+        email_verified,
         metadata_namespace,
         payload_key,
         user_claim,
@@ -192,15 +219,7 @@ pub(super) fn compile_audit_extras(
     let mut audit_extras: Vec<AuditExtra> = Vec::new();
     for (key, fact_name) in raw.unwrap_or_default() {
         let field = format!("identity.audit_extras.{key}");
-        let key = key.to_ascii_lowercase();
-        if key.is_empty() || !key.bytes().all(|byte| is_token_byte(byte) && byte != b'%') {
-            return Err(ConfigError::new(
-                field,
-                "an audit extra key must be made of letters, digits and !#$&'*+-.^_`|~ only \
-                 (no `%`): Kiali escapes other characters again, so the API server would see a \
-                 different key",
-            ));
-        }
+        let key = api_server_key(&key).map_err(|message| ConfigError::new(&field, message))?;
         if taken.contains(&key.as_str()) || audit_extras.iter().any(|extra| extra.key == key) {
             return Err(ConfigError::new(
                 field,

@@ -25,6 +25,7 @@ pub use rbac::{RbacCheckMode, RBAC_CHECK_MODES};
 pub use token_source::*;
 
 use crate::peer::TrustedPeers;
+use crate::upstream_hosts::UpstreamHosts;
 use raw::RawConfig;
 
 pub const DEFAULT_MAX_REQUEST_WAIT_MS: u64 = 5000;
@@ -83,6 +84,8 @@ pub struct FilterConfig {
     /// `%FILTER_STATE(...)%` in access logs): one more host call per request, so off by default;
     /// `%REQ(IMPERSONATE-USER)%` prints the same user for free.
     pub access_log_filter_state: bool,
+    /// When set, requests for any other `:authority` are refused (see `upstream_hosts`).
+    pub upstream_hosts: Option<UpstreamHosts>,
 }
 
 impl FilterConfig {
@@ -172,7 +175,22 @@ fn compile(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
     );
     let rbac_check = rbac::compile_rbac_check(raw.rbac_check, kubernetes_source)?;
 
+    let upstream_hosts = match raw.upstream_hosts {
+        None => None,
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(
+                "upstream_hosts",
+                "is empty, so every request would be refused; list the host names clients use \
+                 to reach Kiali, or remove the field",
+            ))
+        }
+        Some(list) => Some(UpstreamHosts::parse(&list).map_err(|(index, message)| {
+            ConfigError::new(format!("upstream_hosts[{index}]"), message)
+        })?),
+    };
+
     Ok(FilterConfig {
+        upstream_hosts,
         identity,
         trusted_peers,
         token_source,

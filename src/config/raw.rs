@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub(super) rbac_check: Option<String>,
     #[serde(default)]
     pub(super) access_log_filter_state: bool,
+    pub(super) upstream_hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +56,8 @@ pub(super) struct RawJwt {
     pub(super) groups_claim: Option<RawClaim>,
     pub(super) uid_claim: Option<RawClaim>,
     pub(super) extra_claims: Option<BTreeMap<String, RawClaim>>,
+    /// `"if_present"` (default) or `"required"`; only with `user_claim: "email"`.
+    pub(super) email_verified: Option<String>,
 }
 
 /// A claim as users write it: a string is one top-level key (which may contain dots or slashes,

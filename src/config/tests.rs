@@ -46,7 +46,7 @@ fn oauth2_proxy_preset_fills_headers() {
 fn explicit_fields_override_the_preset() {
     let config = parse(
         r#"{"identity":{"preset":"oauth2-proxy-auth-request","user_header":"X-Custom-User",
-            "groups_header":null,"extra_headers":{"Acme.com/Team":"x-team"},"uid_header":"x-uid"}}"#,
+            "groups_header":null,"extra_headers":{"Acme.com-Team":"x-team"},"uid_header":"x-uid"}}"#,
     )
     .unwrap();
     let identity = config.identity.unwrap();
@@ -54,8 +54,8 @@ fn explicit_fields_override_the_preset() {
     assert_eq!(identity.groups_header, None);
     assert_eq!(identity.uid_header.as_deref(), Some("x-uid"));
     assert_eq!(identity.extras.len(), 1);
-    assert_eq!(identity.extras[0].key, "acme.com/team");
-    assert_eq!(identity.extras[0].output_header, "impersonate-extra-acme.com%2Fteam");
+    assert_eq!(identity.extras[0].key, "acme.com-team");
+    assert_eq!(identity.extras[0].output_header, "impersonate-extra-acme.com-team");
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn jwt_identity_defaults_and_the_issue_example() {
 fn jwt_claims_are_keys_or_paths() {
     let config = parse(
         r#"{"identity":{"jwt":{"groups_claim":["realm_access","roles"],
-            "user_claim":"https://example.com/user.name","extra_claims":{"Acme.com/Team":["org","team"]}}}}"#,
+            "user_claim":"https://example.com/user.name","extra_claims":{"Acme.com-Team":["org","team"]}}}}"#,
     )
     .unwrap();
     let jwt = config.identity.unwrap().jwt.unwrap();
@@ -332,8 +332,8 @@ fn jwt_claims_are_keys_or_paths() {
     let groups = jwt.groups_claim.unwrap();
     assert_eq!(groups.keys, vec!["realm_access", "roles"]);
     assert_eq!(groups.display, "realm_access.roles");
-    assert_eq!(jwt.extra_claims[0].key, "acme.com/team");
-    assert_eq!(jwt.extra_claims[0].output_header, "impersonate-extra-acme.com%2Fteam");
+    assert_eq!(jwt.extra_claims[0].key, "acme.com-team");
+    assert_eq!(jwt.extra_claims[0].output_header, "impersonate-extra-acme.com-team");
 }
 
 #[test]
@@ -427,4 +427,58 @@ fn filter_state_for_access_logs_is_off_unless_asked_for() {
     assert!(asked.access_log_filter_state);
     let err = error(r#"{"access_log_filter_state":"yes"}"#);
     assert_eq!(err.field, "access_log_filter_state", "{err}");
+}
+
+#[test]
+fn values_go_would_trim_are_refused_where_they_would_change_an_identity() {
+    for (config, field) in [
+        (r#"{"identity":{"preset":"oauth2-proxy","user_prefix":" x:"}}"#, "identity.user_prefix"),
+        (r#"{"identity":{"preset":"oauth2-proxy","group_prefix":"\tsso:"}}"#, "identity.group_prefix"),
+        (r#"{"identity":{"preset":"oauth2-proxy","static_groups":[" system:masters"]}}"#, "identity.static_groups[0]"),
+    ] {
+        assert_eq!(error(config).field, field, "{config}");
+    }
+    // A prefix may end with a space: the value after it is never empty.
+    assert!(parse(r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"sso: "}}"#).is_ok());
+}
+
+#[test]
+fn extra_keys_kiali_cannot_carry_are_refused_everywhere() {
+    for (config, field) in [
+        (r#"{"identity":{"user_header":"x-user","extra_headers":{"acme.com/team":"x-team"}}}"#, "identity.extra_headers.acme.com/team"),
+        (r#"{"identity":{"user_header":"x-user","extra_headers":{"100%":"x-team"}}}"#, "identity.extra_headers.100%"),
+        (r#"{"identity":{"jwt":{"extra_claims":{"acme.com/team":"team"}}}}"#, "identity.jwt.extra_claims.acme.com/team"),
+        (r#"{"identity":{"jwt":{"extra_claims":{"a b":"team"}}}}"#, "identity.jwt.extra_claims.a b"),
+        (r#"{"identity":{"jwt":{},"audit_extras":{"a/b":"source_address"}}}"#, "identity.audit_extras.a/b"),
+    ] {
+        let error = error(config);
+        assert_eq!(error.field, field, "{config}");
+        assert!(error.message.contains("Kiali"), "{error}");
+    }
+}
+
+#[test]
+fn email_verified_only_with_the_email_claim() {
+    let jwt = |config: &str| parse(config).map(|c| c.identity.unwrap().jwt.unwrap().email_verified);
+    assert_eq!(jwt(r#"{"identity":{"jwt":{"user_claim":"email"}}}"#).unwrap(), Some(EmailVerified::IfPresent));
+    assert_eq!(
+        jwt(r#"{"identity":{"jwt":{"user_claim":"email","email_verified":"required"}}}"#).unwrap(),
+        Some(EmailVerified::Required)
+    );
+    assert_eq!(jwt(r#"{"identity":{"jwt":{}}}"#).unwrap(), None);
+    assert_eq!(error(r#"{"identity":{"jwt":{"email_verified":"required"}}}"#).field, "identity.jwt.email_verified");
+    assert_eq!(
+        error(r#"{"identity":{"jwt":{"user_claim":"email","email_verified":"yes"}}}"#).field,
+        "identity.jwt.email_verified"
+    );
+}
+
+#[test]
+fn upstream_hosts_are_validated() {
+    assert!(parse(r#"{"upstream_hosts":["kiali.istio-system.svc.cluster.local","kiali.example.com:443"]}"#)
+        .unwrap()
+        .upstream_hosts
+        .is_some());
+    assert_eq!(error(r#"{"upstream_hosts":[]}"#).field, "upstream_hosts");
+    assert_eq!(error(r#"{"upstream_hosts":["ok","https://kiali"]}"#).field, "upstream_hosts[1]");
 }

@@ -3,7 +3,7 @@
 //! through the same checks as header values afterwards (`identity::map_claims`).
 
 use super::metadata::{self, Object, Value};
-use crate::config::{ClaimPath, JwtSource};
+use crate::config::{ClaimPath, EmailVerified, JwtSource};
 use crate::refusal::{Reason, Refusal};
 
 /// The raw claim values, borrowed from the metadata bytes.
@@ -57,6 +57,9 @@ pub fn extract<'m>(jwt: &JwtSource, metadata: Option<&'m [u8]>) -> Result<Claims
         }
         Some(value) => single_string(&jwt.user_claim, value)?,
     };
+    if let Some(rule) = jwt.email_verified {
+        check_email_verified(payload, rule)?;
+    }
     let groups = match &jwt.groups_claim {
         Some(claim) => lookup(payload, claim)?
             .map(|value| string_or_strings(claim, value))
@@ -82,6 +85,35 @@ pub fn extract<'m>(jwt: &JwtSource, metadata: Option<&'m [u8]>) -> Result<Claims
         uid,
         extras,
     })
+}
+
+/// The rule of the API server's OIDC authenticator (`k8s.io/apiserver`
+/// `plugin/pkg/authenticator/token/oidc/oidc.go`): with `email` as the username, an
+/// `email_verified` claim that is present must be the boolean `true` (a string `"true"` fails to
+/// unmarshal there, so it fails here too). `Required` also refuses a token without the claim.
+fn check_email_verified(payload: Object<'_>, rule: EmailVerified) -> Result<(), Refusal> {
+    let unverified = |detail: &str| Err(Refusal::new(Reason::EmailUnverified, detail.to_string()));
+    match payload.get("email_verified") {
+        Ok(Some(Value::Bool(true))) => Ok(()),
+        Ok(Some(Value::Bool(false))) => unverified(
+            "the token's email address is not verified (email_verified is false); the Kubernetes \
+             API server refuses such an email as a username too",
+        ),
+        Ok(None | Some(Value::Null)) => match rule {
+            EmailVerified::IfPresent => Ok(()),
+            EmailVerified::Required => unverified(
+                "the token has no email_verified claim, and identity.jwt.email_verified is \"required\"",
+            ),
+        },
+        Ok(Some(other)) => Err(Refusal::new(
+            Reason::EmailUnverified,
+            format!("the email_verified claim is {}, not a boolean", other.type_name()),
+        )),
+        Err(error) => Err(Refusal::new(
+            Reason::IdentityMalformed,
+            format!("the verified JWT payload could not be read: {error}"),
+        )),
+    }
 }
 
 /// Follows the claim path; `None` when a key on the way is absent or null.
@@ -165,7 +197,7 @@ mod tests {
     fn keycloak() -> JwtSource {
         jwt(r#"{"identity":{"jwt":{"user_claim":"preferred_username",
             "groups_claim":["realm_access","roles"],"uid_claim":"sub",
-            "extra_claims":{"email":"email","scopes":"scope","acme.com/team":"https://acme.com/team"}}}}"#)
+            "extra_claims":{"email":"email","scopes":"scope","acme.com-team":"https://acme.com/team"}}}}"#)
     }
 
     fn metadata(payload: serde_json::Value) -> Vec<u8> {
@@ -187,7 +219,7 @@ mod tests {
                 user: "alice",
                 groups: vec!["dev", "a, b", "with space"],
                 uid: Some("1234"),
-                // Sorted by key: acme.com/team, email, scopes.
+                // Sorted by key: acme.com-team, email, scopes.
                 extras: vec![(0, vec!["blue"]), (1, vec!["alice@example.com"]), (2, vec!["read", "write"])],
             }
         );

@@ -120,7 +120,7 @@ fn repeated_group_headers_are_concatenated_and_static_groups_appended() {
 fn uid_and_custom_extras() {
     let config = cfg(
         r#"{"identity":{"user_header":"x-user","uid_header":"x-uid",
-            "extra_headers":{"acme.com/team":"x-team","scopes":"x-scopes"}}}"#,
+            "extra_headers":{"acme.com-team":"x-team","scopes":"x-scopes"}}}"#,
     );
     let list: &[(&str, &[u8])] = &[
         ("x-user", b"carol"),
@@ -135,7 +135,7 @@ fn uid_and_custom_extras() {
         vec![
             ("impersonate-user".into(), "carol".into()),
             ("impersonate-uid".into(), "1234".into()),
-            ("impersonate-extra-acme.com%2Fteam".into(), "blue".into()),
+            ("impersonate-extra-acme.com-team".into(), "blue".into()),
             ("impersonate-extra-scopes".into(), "read".into()),
             ("impersonate-extra-scopes".into(), "write".into()),
         ]
@@ -314,8 +314,8 @@ mod jwt_mode {
                 ("impersonate-uid".into(), "f:1234".into()),
                 ("impersonate-extra-scopes".into(), "read".into()),
                 ("impersonate-extra-scopes".into(), "write".into()),
-                // No principal without mTLS: no `peer` extra.
-                ("impersonate-extra-client-address".into(), "10.1.2.3:4567".into()),
+                // No principal without mTLS: no `peer` extra. The address without its port.
+                ("impersonate-extra-client-address".into(), "10.1.2.3".into()),
             ]
         );
         assert_eq!(removed(&plan), vec!["Impersonate-User", "impersonate-group"]);
@@ -380,8 +380,106 @@ mod jwt_mode {
             asked.push(path.join("."));
             None
         });
-        assert_eq!(asked, vec!["metadata", "connection.uri_san_peer_certificate", "source.address"]);
+        assert_eq!(
+            asked,
+            vec!["metadata", "connection.uri_san_peer_certificate", "filter_state.kiali_header_auth.direct_remote_address"]
+        );
     }
+
+    #[test]
+    fn a_source_address_extra_without_the_direct_peer_is_refused() {
+        let config = cfg(KEYCLOAK);
+        let properties = with_payload(json!({"email": "alice@example.com"}));
+        let refusal = plan_with_properties(&config, &[], &properties).unwrap_err();
+        assert_eq!(refusal.reason, Reason::UntrustedPeer);
+        assert!(refusal.detail.contains("set_filter_state"), "{refusal:?}");
+        let mut ipv6 = with_payload(json!({"email": "alice@example.com"}));
+        ipv6.source_address = Some(b"[fd00::7]:80".to_vec());
+        let plan = plan_with_properties(&config, &[], &ipv6).unwrap();
+        assert!(added(&plan).contains(&("impersonate-extra-client-address".into(), "fd00::7".into())));
+    }
+
+    #[test]
+    fn claims_are_checked_as_go_will_read_them() {
+        // Go's header reader trims spaces and tabs: " system:masters" reaches the API server as
+        // system:masters, so the filter checks (and sends) the trimmed value.
+        let plain = cfg(r#"{"identity":{"jwt":{"groups_claim":"groups","uid_claim":"uid"}}}"#);
+        for payload in [
+            json!({"sub": "  system:admin"}),
+            json!({"sub": "bob", "groups": [" system:masters"]}),
+            json!({"sub": "bob", "groups": ["dev", " system:masters  "]}),
+        ] {
+            assert_eq!(jwt_refusal(&plain, payload.clone()).reason, Reason::IdentityForbidden, "{payload}");
+        }
+        // A tab is a control character: refused before trimming matters.
+        assert_eq!(jwt_refusal(&plain, json!({"sub": "\tsystem:admin"})).reason, Reason::IdentityMalformed);
+        assert_eq!(jwt_refusal(&plain, json!({"sub": "   "})).reason, Reason::IdentityMissing);
+        let plan = plan_with_properties(
+            &plain,
+            &[],
+            &with_payload(json!({"sub": " bob ", "groups": ["  ", " dev "], "uid": " 42 "})),
+        )
+        .unwrap();
+        assert_eq!(
+            added(&plan),
+            vec![
+                ("impersonate-user".into(), "bob".into()),
+                ("impersonate-group".into(), "dev".into()),
+                ("impersonate-uid".into(), "42".into()),
+            ]
+        );
+        // Only what Go trims: a no-break space is part of the value for Go too.
+        let plan = plan_with_properties(&plain, &[], &with_payload(json!({"sub": "\u{a0}system:admin"}))).unwrap();
+        assert_eq!(plan.user(), Some("\u{a0}system:admin"));
+    }
+
+    #[test]
+    fn email_as_user_needs_a_verified_address() {
+        let if_present = cfg(r#"{"identity":{"jwt":{"user_claim":"email"}}}"#);
+        let required = cfg(r#"{"identity":{"jwt":{"user_claim":"email","email_verified":"required"}}}"#);
+        let ok = |config: &FilterConfig, payload: serde_json::Value| {
+            plan_with_properties(config, &[], &with_payload(payload)).map(|plan| plan.user().map(str::to_string))
+        };
+        let alice = "alice@example.com";
+        assert_eq!(ok(&if_present, json!({"email": alice})).unwrap().as_deref(), Some(alice));
+        assert_eq!(ok(&if_present, json!({"email": alice, "email_verified": true})).unwrap().as_deref(), Some(alice));
+        assert_eq!(ok(&required, json!({"email": alice, "email_verified": true})).unwrap().as_deref(), Some(alice));
+        for (config, payload) in [
+            (&if_present, json!({"email": alice, "email_verified": false})),
+            (&if_present, json!({"email": alice, "email_verified": "true"})),
+            (&required, json!({"email": alice})),
+            (&required, json!({"email": alice, "email_verified": false})),
+        ] {
+            assert_eq!(jwt_refusal(config, payload.clone()).reason, Reason::EmailUnverified, "{payload}");
+        }
+        // Another user claim: email_verified is not the API server's business, nor the filter's.
+        let by_sub = cfg(r#"{"identity":{"jwt":{}}}"#);
+        assert!(ok(&by_sub, json!({"sub": "x", "email_verified": false})).is_ok());
+    }
+}
+
+#[test]
+fn header_values_are_checked_as_go_will_read_them() {
+    let config = oauth2_proxy();
+    for list in [
+        &[("x-forwarded-user", &b" system:admin"[..])][..],
+        &[("x-forwarded-user", b"  system:admin ")],
+        &[("x-forwarded-user", b"bob"), ("x-forwarded-groups", b"dev,  system:masters")],
+        &[("x-forwarded-user", b"bob"), ("x-forwarded-groups", b" system:masters")],
+    ] {
+        assert_eq!(refusal(&config, list).reason, Reason::IdentityForbidden, "{list:?}");
+    }
+    let prefixed = cfg(r#"{"identity":{"preset":"oauth2-proxy","group_prefix":"sso:","static_groups":["  viewers "]}}"#);
+    let plan = plan(&prefixed, &headers(&[("x-forwarded-user", b" bob "), ("x-forwarded-groups", b" dev ,ops ")])).unwrap();
+    assert_eq!(
+        added(&plan),
+        vec![
+            ("impersonate-user".into(), "bob".into()),
+            ("impersonate-group".into(), "sso:dev".into()),
+            ("impersonate-group".into(), "sso:ops".into()),
+            ("impersonate-group".into(), "viewers".into()),
+        ]
+    );
 }
 
 #[test]

@@ -27,9 +27,9 @@ fn needed_permissions_follow_what_the_configuration_maps() {
     );
     assert_eq!(
         resources(&identity(
-            r#"{"user_header":"x-user","extra_headers":{"Acme.com/Team":"x-team","scopes":"x-scopes"}}"#
+            r#"{"user_header":"x-user","extra_headers":{"Acme.com-Team":"x-team","scopes":"x-scopes"}}"#
         )),
-        ["users", "userextras/acme.com/team", "userextras/scopes"]
+        ["users", "userextras/acme.com-team", "userextras/scopes"]
     );
     // Static groups are sent as Impersonate-Group even without a groups header.
     assert_eq!(
@@ -44,7 +44,7 @@ fn needed_permissions_follow_what_the_configuration_maps() {
 fn needed_permissions_of_a_jwt_identity_and_audit_extras() {
     let jwt = identity(
         r#"{"jwt":{"user_claim":"email","groups_claim":["realm_access","roles"],"uid_claim":"sub",
-            "extra_claims":{"acme.com/team":"https://acme.com/team"}},
+            "extra_claims":{"acme.com-team":"https://acme.com/team"}},
             "audit_extras":{"client-address":"source_address"}}"#,
     );
     assert_eq!(
@@ -53,7 +53,7 @@ fn needed_permissions_of_a_jwt_identity_and_audit_extras() {
             "users",
             "groups",
             "uids",
-            "userextras/acme.com/team",
+            "userextras/acme.com-team",
             "userextras/client-address"
         ]
     );
