@@ -142,3 +142,15 @@ fn even_fail_open_never_starts_with_a_rejected_configuration() {
     assert!(error.contains(FIELD_ERROR), "{error}");
     assert_eq!(upstream.count(), 0);
 }
+
+/// Defect 3 of issue 19: a key that Kiali and client-go would re-encode (`acme.com/team` reached
+/// the API server as `acme.com%2fteam`) is refused at start, with the reason.
+#[test]
+fn an_extra_key_kiali_cannot_carry_keeps_envoy_from_serving() {
+    let upstream = EchoUpstream::start();
+    let plugin = r#"{"identity":{"user_header":"x-user","extra_headers":{"acme.com/team":"x-team"}}}"#;
+    let config = EnvoyConfig::proxy(upstream.addr()).filter(wasm_filter(plugin));
+    let error = Envoy::try_start(&config).err().expect("must not start");
+    assert!(error.contains("field `identity.extra_headers.acme.com/team`"), "{error}");
+    assert!(error.contains("cannot reach the API server intact through Kiali"), "{error}");
+}

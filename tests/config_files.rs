@@ -130,3 +130,66 @@ fn make_run_config_is_full_impersonation() {
         kiali_header_auth::config::Mode::FullImpersonation
     );
 }
+
+/// The `http_filters` lists of a bootstrap, each as the filter entries in order.
+fn filter_chains(value: &serde_yaml::Value, out: &mut Vec<Vec<serde_yaml::Value>>) {
+    match value {
+        serde_yaml::Value::Mapping(map) => {
+            for (key, child) in map {
+                if key.as_str() == Some("http_filters") {
+                    if let Some(list) = child.as_sequence() {
+                        out.push(list.clone());
+                    }
+                }
+                filter_chains(child, out);
+            }
+        }
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|child| filter_chains(child, out)),
+        _ => {}
+    }
+}
+
+/// A plugin configuration that checks the peer's address (`trusted_peers.source_cidrs`) or sends
+/// it (`source_address` audit extra) needs Envoy's `set_filter_state` to record the direct TCP
+/// peer before the filter runs; without it every request is refused. Each shipped bootstrap
+/// that needs it has it, ahead of the wasm filter, storing exactly what the filter reads.
+#[test]
+fn bootstraps_that_use_the_peer_address_record_the_direct_peer_first() {
+    let key = kiali_header_auth::identity::DIRECT_PEER_FILTER_STATE;
+    let mut needing = 0;
+    for path in envoy_bootstraps() {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut chains = Vec::new();
+        filter_chains(&yaml, &mut chains);
+        for chain in chains {
+            let mut recorded = false;
+            for filter in &chain {
+                let config = &filter["typed_config"];
+                let type_name = config["@type"].as_str().unwrap_or_default();
+                if type_name.ends_with("filters.http.set_filter_state.v3.Config") {
+                    recorded |= config["on_request_headers"].as_sequence().into_iter().flatten().any(|entry| {
+                        entry["object_key"].as_str() == Some(key)
+                            && entry["format_string"]["text_format_source"]["inline_string"].as_str()
+                                == Some("%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%")
+                    });
+                }
+                if type_name.ends_with("filters.http.wasm.v3.Wasm") {
+                    let plugin = config["config"]["configuration"]["value"].as_str().unwrap_or_default();
+                    let parsed = FilterConfig::from_json(plugin.as_bytes()).unwrap();
+                    let uses_address = parsed.trusted_peers.as_ref().is_some_and(|peers| peers.checks_address())
+                        || parsed.identity.as_ref().is_some_and(|identity| {
+                            identity
+                                .audit_extras
+                                .iter()
+                                .any(|extra| extra.fact == kiali_header_auth::config::ConnectionFact::SourceAddress)
+                        });
+                    if uses_address {
+                        needing += 1;
+                        assert!(recorded, "{}: the filter uses the peer address but no set_filter_state records it before it", path.display());
+                    }
+                }
+            }
+        }
+    }
+    assert!(needing >= 3, "envoy-jwt.yaml and deploy/envoy/*.yaml use the peer address ({needing} found)");
+}

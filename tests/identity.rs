@@ -49,7 +49,7 @@ fn maps_oauth2_proxy_identity_exactly() {
 #[test]
 fn prefixes_static_groups_uid_extras_and_kept_sources() {
     let config = r#"{"identity":{"user_header":"x-user","groups_header":"x-groups","groups_separator":";",
-        "uid_header":"x-uid","extra_headers":{"acme.com/Team":"x-team","scopes":"x-scopes"},
+        "uid_header":"x-uid","extra_headers":{"acme.com-Team":"x-team","scopes":"x-scopes"},
         "user_prefix":"oidc:","group_prefix":"oidc:","static_groups":["kiali-viewers"],
         "remove_identity_headers":false}}"#;
     let (upstream, envoy) = envoy_with(config, 1);
@@ -72,21 +72,11 @@ fn prefixes_static_groups_uid_extras_and_kept_sources() {
             ("impersonate-group".to_string(), "oidc:c".to_string()),
             ("impersonate-group".to_string(), "kiali-viewers".to_string()),
             ("impersonate-uid".to_string(), "42".to_string()),
-            // The API server lowercases and percent-decodes the key: acme.com/team.
-            ("impersonate-extra-acme.com%2fteam".to_string(), "blue".to_string()),
+            // Kubernetes lowercases extra keys; the filter sends them lowercase.
+            ("impersonate-extra-acme.com-team".to_string(), "blue".to_string()),
             ("impersonate-extra-scopes".to_string(), "read".to_string()),
             ("impersonate-extra-scopes".to_string(), "write".to_string()),
         ]
-    );
-    let extra_name = seen
-        .headers
-        .iter()
-        .find(|(n, _)| n.to_ascii_lowercase().starts_with(b"impersonate-extra-acme"))
-        .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
-        .unwrap();
-    assert_eq!(
-        kiali_header_auth::extra_key::decode_extra_key_like_apiserver(&extra_name["impersonate-extra-".len()..]).as_deref(),
-        Some("acme.com/team")
     );
     assert_eq!(text_values(&seen, "x-user"), vec!["bob"]);
 }
@@ -222,25 +212,113 @@ fn five_group_limit_passes_exactly() {
     assert_eq!(values(&upstream.last().unwrap(), "impersonate-group").len(), 5);
 }
 
+/// Envoy with `set_filter_state` recording the direct peer, then the filter, in front of a
+/// fresh echo upstream; `use_remote_address` as given (None: Envoy's default, false).
+fn envoy_with_direct_peer(plugin_config: &str, use_remote_address: Option<bool>) -> (harness::EchoUpstream, harness::Envoy) {
+    let upstream = harness::EchoUpstream::start();
+    let mut config = harness::EnvoyConfig::proxy(upstream.addr())
+        .filter(harness::Filter::direct_peer())
+        .add_filter(wasm_filter(plugin_config));
+    if let Some(on) = use_remote_address {
+        config = config.use_remote_address(on);
+    }
+    let envoy = harness::Envoy::start(&config);
+    (upstream, envoy)
+}
+
 #[test]
 fn trusted_peers_by_source_address() {
-    let (upstream, envoy) = envoy_with(
+    let (upstream, envoy) = envoy_with_direct_peer(
         r#"{"identity":{"preset":"oauth2-proxy"},"trusted_peers":{"source_cidrs":["127.0.0.0/8"]}}"#,
-        1,
+        None,
     );
     assert_eq!(send(&envoy, &alice()).status, 200);
     assert_eq!(upstream.count(), 1);
     drop(envoy);
 
-    let (upstream, envoy) = envoy_with(
+    let (upstream, envoy) = envoy_with_direct_peer(
         r#"{"identity":{"preset":"oauth2-proxy"},"trusted_peers":{"source_cidrs":["10.0.0.0/8"],
             "principals":["spiffe://cluster.local/ns/auth/sa/oauth2-proxy"]}}"#,
-        1,
+        None,
     );
     let response = send(&envoy, &alice());
     assert_refused(&response, 403, "untrusted_peer");
     assert_eq!(upstream.count(), 0);
     assert_eq!(wait_stat(&envoy, "refused.untrusted_peer", 1), 1);
+}
+
+/// Defect 1 of issue 19: with `use_remote_address: false` (Envoy's default) `source.address` is
+/// the last `X-Forwarded-For` entry, which the client writes. The filter decides on the direct
+/// TCP peer instead, under either setting and in both directions.
+#[test]
+fn a_forged_x_forwarded_for_never_moves_the_trusted_peer_decision() {
+    for use_remote_address in [None, Some(false), Some(true)] {
+        // The client (127.0.0.1) claims to come from inside the trusted range: refused.
+        let (upstream, envoy) = envoy_with_direct_peer(
+            r#"{"identity":{"preset":"oauth2-proxy"},"trusted_peers":{"source_cidrs":["10.0.0.0/8"]}}"#,
+            use_remote_address,
+        );
+        let forged = alice().header("X-Forwarded-For", "10.1.2.3");
+        assert_refused(&send(&envoy, &forged), 403, "untrusted_peer");
+        let forged_list = alice().header("X-Forwarded-For", "192.0.2.1, 10.1.2.3");
+        assert_refused(&send(&envoy, &forged_list), 403, "untrusted_peer");
+        assert_eq!(upstream.count(), 0, "use_remote_address {use_remote_address:?}");
+        drop(envoy);
+
+        // A trusted proxy on 127.0.0.1 that appends the browser's address (as oauth2-proxy
+        // does) stays trusted.
+        let (upstream, envoy) = envoy_with_direct_peer(
+            r#"{"identity":{"preset":"oauth2-proxy"},"trusted_peers":{"source_cidrs":["127.0.0.1"]}}"#,
+            use_remote_address,
+        );
+        let appended = alice().header("X-Forwarded-For", "203.0.113.9");
+        let response = send(&envoy, &appended);
+        assert_eq!(response.status, 200, "use_remote_address {use_remote_address:?}: {}", response.text());
+        assert_eq!(text_values(&upstream.last().unwrap(), "impersonate-user"), vec!["alice"]);
+    }
+}
+
+/// Without the `set_filter_state` entry the filter cannot learn the direct peer: it refuses
+/// rather than fall back to `source.address`.
+#[test]
+fn without_the_direct_peer_the_address_check_refuses() {
+    let (upstream, envoy) =
+        envoy_with(r#"{"identity":{"preset":"oauth2-proxy"},"trusted_peers":{"source_cidrs":["127.0.0.0/8"]}}"#, 1);
+    let response = send(&envoy, &alice());
+    assert_refused(&response, 403, "untrusted_peer");
+    assert!(response.json()["error"].as_str().unwrap_or_default().contains("set_filter_state"), "{}", response.text());
+    assert_eq!(upstream.count(), 0);
+
+    let (upstream, envoy) = envoy_with(
+        r#"{"identity":{"preset":"oauth2-proxy","audit_extras":{"client-address":"source_address"}}}"#,
+        1,
+    );
+    assert_refused(&send(&envoy, &alice()), 403, "untrusted_peer");
+    assert_eq!(upstream.count(), 0);
+}
+
+/// The `source_address` audit extra is the direct peer's address (no port), whatever the
+/// client wrote in `X-Forwarded-For`.
+#[test]
+fn the_source_address_audit_extra_is_the_direct_peer() {
+    for use_remote_address in [None, Some(true)] {
+        let (upstream, envoy) = envoy_with_direct_peer(
+            r#"{"identity":{"preset":"oauth2-proxy","audit_extras":{"client-address":"source_address"}}}"#,
+            use_remote_address,
+        );
+        let forged = alice().header("X-Forwarded-For", "10.1.2.3");
+        assert_eq!(send(&envoy, &forged).status, 200);
+        assert_eq!(
+            text_values(&upstream.last().unwrap(), "impersonate-extra-client-address"),
+            vec!["127.0.0.1"],
+            "use_remote_address {use_remote_address:?}"
+        );
+    }
+}
+
+#[test]
+fn the_harness_and_the_filter_agree_on_the_direct_peer_key() {
+    assert_eq!(harness::envoy::DIRECT_PEER_FILTER_STATE, kiali_header_auth::identity::DIRECT_PEER_FILTER_STATE);
 }
 
 #[test]
@@ -278,4 +356,69 @@ fn access_log_shows_the_impersonated_user() {
         "{with_state}\n{}",
         envoy.log()
     );
+}
+
+// ---- What the API server finally believes, through stand-ins of Kiali and the API server ----
+
+use common::chain::{user, Chain};
+
+#[test]
+fn the_api_server_believes_the_mapped_identity_not_the_client() {
+    let chain = Chain::start(r#""identity":{"preset":"oauth2-proxy"}"#, Vec::new());
+    let request = alice()
+        .header("Impersonate-User", "system:admin")
+        .header("impersonate-group", "system:masters")
+        .header("Impersonate-Extra-Scopes", "admin")
+        .header("Authorization", "Bearer the-clients-own");
+    let response = send(&chain.envoy, &request);
+    assert_eq!(
+        chain.believed(&response),
+        user("alice", &["dev", "ops", "qa"], &[("email", &["alice@example.com"])])
+    );
+    // Kiali received the issued impersonator token, not the client's.
+    let seen = chain.kiali.last().expect("Kiali got the request");
+    let bearer = text_values(&seen, "authorization");
+    assert_eq!(bearer.len(), 1);
+    assert!(chain.tokens.is_valid_now(bearer[0].trim_start_matches("Bearer ")), "{bearer:?}");
+}
+
+/// Defect 3 of issue 19: an extra key reaches the API server as configured, through Kiali and
+/// client-go; the API server grants it only with `userextras/<that key>`.
+#[test]
+fn an_extra_key_reaches_the_api_server_as_configured() {
+    use harness::apiserver::{ImpersonationRules, PolicyRule};
+    let fields = r#""identity":{"preset":"oauth2-proxy","extra_headers":{"Acme.com-Team":"x-team","email":"x-forwarded-email"}}"#;
+    let granted = ImpersonationRules::from_rules(vec![
+        PolicyRule::impersonate(&[""], &["users", "groups"]),
+        PolicyRule::impersonate(&["authentication.k8s.io"], &["userextras/email", "userextras/acme.com-team"]),
+    ]);
+    let chain = Chain::start_with_rules(fields, Vec::new(), Some(granted));
+    let response = send(&chain.envoy, &alice().header("X-Team", "blue"));
+    assert_eq!(
+        chain.believed(&response),
+        user("alice", &["dev", "ops", "qa"], &[("acme.com-team", &["blue"]), ("email", &["alice@example.com"])])
+    );
+    drop(chain);
+
+    // The deployed ClusterRole grants no such key: the API server refuses the whole request,
+    // naming the attribute RBAC checked.
+    let chain = Chain::start(fields, Vec::new());
+    let response = send(&chain.envoy, &alice().header("X-Team", "blue"));
+    assert_eq!(response.status, 200, "Kiali answered: {}", response.text());
+    let exchange = chain.kiali.last_exchange().expect("Kiali asked the API server");
+    assert_eq!(exchange.apiserver_status, Some(403), "{}", exchange.apiserver);
+    assert!(exchange.apiserver.to_string().contains("userextras/acme.com-team"), "{}", exchange.apiserver);
+}
+
+/// Values reach the API server as Go reads them: with spaces around, and groups one per line
+/// (a comma inside a header group list splits, a comma never merges two lines).
+#[test]
+fn the_api_server_sees_trimmed_values_and_one_group_per_line() {
+    let chain = Chain::start(r#""identity":{"preset":"oauth2-proxy","group_prefix":"sso:","static_groups":["viewers"]}"#, Vec::new());
+    let request = ClientRequest::get("/api/namespaces")
+        .header("X-Forwarded-User", "  bob  ")
+        .header("X-Forwarded-Groups", " dev , ops")
+        .header("X-Forwarded-Groups", "qa");
+    let response = send(&chain.envoy, &request);
+    assert_eq!(chain.believed(&response), user("bob", &["sso:dev", "sso:ops", "sso:qa", "viewers"], &[]));
 }

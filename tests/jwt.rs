@@ -31,6 +31,7 @@ fn start(plugin_config: &str, options: &JwtAuthnOptions) -> Setup {
     let upstream = EchoUpstream::start();
     let config = EnvoyConfig::proxy(upstream.addr())
         .filter(issuer.jwt_authn_filter(options))
+        .add_filter(Filter::direct_peer())
         .add_filter(wasm_filter(plugin_config));
     let envoy = Envoy::start(&config);
     Setup {
@@ -74,8 +75,8 @@ fn verified_claims_become_impersonation_headers_and_client_identity_headers_are_
     let seen = s.upstream.last().expect("the upstream got the request");
     let mut headers = impersonation_headers(&seen);
     let address = headers.pop().expect("the audit extra is last");
-    assert_eq!(address.0, "impersonate-extra-client-address");
-    assert!(address.1.starts_with("127.0.0.1:"), "{address:?}");
+    // The direct peer's address, without the port.
+    assert_eq!(address, pair("impersonate-extra-client-address", "127.0.0.1"));
     assert_eq!(
         headers,
         vec![
@@ -86,8 +87,8 @@ fn verified_claims_become_impersonation_headers_and_client_identity_headers_are_
             pair("impersonate-group", "oidc:team blue"),
             pair("impersonate-group", "kiali-users"),
             pair("impersonate-uid", "f:realm:1234"),
-            pair("impersonate-extra-acme.com%2fteam", "blue"),
-            pair("impersonate-extra-acme.com%2fteam", "green"),
+            pair("impersonate-extra-acme.com-team", "blue"),
+            pair("impersonate-extra-acme.com-team", "green"),
             pair("impersonate-extra-email", "alice@example.com"),
         ]
     );
@@ -370,6 +371,7 @@ fn audit_extras_carry_the_mtls_peer_principal_and_the_client_address() {
     );
     let config = EnvoyConfig::proxy(upstream.addr())
         .filter(issuer.jwt_authn_filter(&JwtAuthnOptions::default()))
+        .add_filter(Filter::direct_peer())
         .add_filter(wasm_filter(&plugin_config));
     let mtls = common::mtls::MtlsEnvoy::start(&config, SPIFFE);
 
@@ -379,8 +381,7 @@ fn audit_extras_carry_the_mtls_peer_principal_and_the_client_address() {
     let seen = upstream.last().expect("forwarded");
     let mut mapped = impersonation_headers(&seen);
     let address = mapped.remove(1);
-    assert_eq!(address.0, "impersonate-extra-client-address");
-    assert!(address.1.starts_with("127.0.0.1:"), "{address:?}");
+    assert_eq!(address, pair("impersonate-extra-client-address", "127.0.0.1"));
     assert_eq!(
         mapped,
         vec![pair("impersonate-user", "erin"), pair("impersonate-extra-peer", SPIFFE)]
@@ -388,4 +389,79 @@ fn audit_extras_carry_the_mtls_peer_principal_and_the_client_address() {
     // Without a client certificate the TLS handshake fails: nothing reaches anyone.
     assert_ne!(mtls.get("/api/namespaces", &headers, false), "200");
     assert_eq!(upstream.count(), 1);
+}
+
+// ---- What the API server finally believes, through stand-ins of Kiali and the API server ----
+
+use common::chain::{user, Chain};
+
+fn jwt_chain(issuer: &TestIssuer, identity: &str) -> Chain {
+    Chain::start(
+        &format!(r#""identity":{identity}"#),
+        vec![issuer.jwt_authn_filter(&JwtAuthnOptions::default()), Filter::direct_peer()],
+    )
+}
+
+#[test]
+fn the_api_server_believes_the_verified_claims() {
+    let issuer = TestIssuer::generate(ISSUER, AUDIENCE);
+    let chain = jwt_chain(
+        &issuer,
+        r#"{"jwt":{"user_claim":"email","groups_claim":["realm_access","roles"],"extra_claims":{"email":"email"}},
+            "audit_extras":{"client-address":"source_address"}}"#,
+    );
+    let request = bearer(&issuer.token(alice_claims()))
+        .header("Impersonate-User", "system:admin")
+        .header("X-Forwarded-For", "10.9.9.9");
+    let response = send(&chain.envoy, &request);
+    assert_eq!(
+        chain.believed(&response),
+        user(
+            "alice@example.com",
+            &["dev", "kiali, admins", "team blue"],
+            &[("client-address", &["127.0.0.1"]), ("email", &["alice@example.com"])]
+        )
+    );
+}
+
+/// Defect 2 of issue 19: Go trims spaces around header values, so a signed `" system:masters"`
+/// group reached the API server as `system:masters`. The filter checks what Go will read.
+#[test]
+fn signed_claims_padded_with_spaces_cannot_become_system_identities() {
+    let issuer = TestIssuer::generate(ISSUER, AUDIENCE);
+    let chain = jwt_chain(&issuer, r#"{"jwt":{"groups_claim":"groups","uid_claim":"uid"}}"#);
+    for claims in [
+        json!({"sub": "  system:admin"}),
+        json!({"sub": "bob", "groups": ["dev", " system:masters"]}),
+        json!({"sub": "bob", "groups": "system:masters  "}),
+    ] {
+        let response = send(&chain.envoy, &bearer(&issuer.token(claims.clone())));
+        assert_refused(&response, 403, "identity_forbidden");
+    }
+    assert_eq!(chain.kiali.count(), 0, "nothing reached Kiali");
+    let response = send(&chain.envoy, &bearer(&issuer.token(json!({"sub": " bob ", "groups": [" dev "]}))));
+    assert_eq!(chain.believed(&response), user("bob", &["dev"], &[]));
+}
+
+/// Defect 4 of issue 19: with `email` as the user claim, a token that says the address is not
+/// verified is refused, as the API server's own OIDC authenticator refuses it.
+#[test]
+fn an_unverified_email_is_not_a_user() {
+    let issuer = TestIssuer::generate(ISSUER, AUDIENCE);
+    let chain = jwt_chain(&issuer, r#"{"jwt":{"user_claim":"email"}}"#);
+    let unverified = issuer.token(json!({"email": "eve@example.com", "email_verified": false}));
+    assert_refused(&send(&chain.envoy, &bearer(&unverified)), 401, "email_unverified");
+    let as_string = issuer.token(json!({"email": "eve@example.com", "email_verified": "true"}));
+    assert_refused(&send(&chain.envoy, &bearer(&as_string)), 401, "email_unverified");
+    assert_eq!(chain.kiali.count(), 0);
+    assert_eq!(wait_stat(&chain.envoy, "refused.email_unverified", 2), 2);
+    // Absent: accepted, as the API server accepts it.
+    let silent = issuer.token(json!({"email": "dan@example.com"}));
+    assert_eq!(chain.believed(&send(&chain.envoy, &bearer(&silent))), user("dan@example.com", &[], &[]));
+    drop(chain);
+
+    let chain = jwt_chain(&issuer, r#"{"jwt":{"user_claim":"email","email_verified":"required"}}"#);
+    assert_refused(&send(&chain.envoy, &bearer(&silent)), 401, "email_unverified");
+    let verified = issuer.token(json!({"email": "dan@example.com", "email_verified": true}));
+    assert_eq!(chain.believed(&send(&chain.envoy, &bearer(&verified))), user("dan@example.com", &[], &[]));
 }

@@ -48,7 +48,28 @@ pub enum Filter {
     Raw(Value),
 }
 
+/// The filter-state key the filter reads the direct TCP peer from (the filter's
+/// `identity::DIRECT_PEER_FILTER_STATE`; a test checks they are equal).
+pub const DIRECT_PEER_FILTER_STATE: &str = "kiali_header_auth.direct_remote_address";
+
 impl Filter {
+    /// Envoy's `set_filter_state` filter storing the direct TCP peer's address
+    /// (`%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`, which no header changes) where the filter reads it.
+    /// Goes before the wasm filter when `trusted_peers.source_cidrs` or a `source_address` audit
+    /// extra is configured: the shipped bootstraps carry the same entry.
+    pub fn direct_peer() -> Filter {
+        Filter::Raw(typed(
+            "envoy.filters.http.set_filter_state",
+            "envoy.extensions.filters.http.set_filter_state.v3.Config",
+            json!({ "on_request_headers": [{
+                "object_key": DIRECT_PEER_FILTER_STATE,
+                "factory_key": "envoy.string",
+                "format_string": { "text_format_source": { "inline_string": "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%" } },
+                "read_only": true,
+            }] }),
+        ))
+    }
+
     /// `Filter::Wasm` with no VM environment, fail closed.
     pub fn wasm(plugin_config: impl Into<String>) -> Filter {
         Filter::Wasm { plugin_config: plugin_config.into(), vm_env: Vec::new(), fail_open: false }
@@ -82,6 +103,9 @@ pub struct EnvoyConfig {
     /// (cluster, the directory of a `BootstrapToken`): an upstream credential injector on that
     /// cluster (also sets the node id SDS needs).
     pub bootstrap_credential: Option<(String, PathBuf)>,
+    /// The connection manager's `use_remote_address` (unset: Envoy's default, false, under
+    /// which `source.address` is the last `X-Forwarded-For` entry a client wrote).
+    pub use_remote_address: Option<bool>,
 }
 
 impl Default for EnvoyConfig {
@@ -105,6 +129,7 @@ impl EnvoyConfig {
             auto_ports: true,
             wasm_debug_log: true,
             bootstrap_credential: None,
+            use_remote_address: None,
         }
     }
 
@@ -154,6 +179,11 @@ impl EnvoyConfig {
         self
     }
 
+    pub fn use_remote_address(mut self, on: bool) -> Self {
+        self.use_remote_address = Some(on);
+        self
+    }
+
     pub fn access_log(mut self, on: bool) -> Self {
         self.access_log = on;
         self
@@ -198,6 +228,9 @@ impl EnvoyConfig {
             "route_config": { "name": "local", "virtual_hosts": [{ "name": "all", "domains": ["*"], "routes": [route] }] },
             "http_filters": http_filters,
         });
+        if let Some(on) = self.use_remote_address {
+            connection_manager["use_remote_address"] = json!(on);
+        }
         if self.access_log {
             // The same line as envoy.yaml: the impersonated user comes from the filter's state.
             let format = "ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% user=%REQ(IMPERSONATE-USER)% state=%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%\n";

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: each test starts its own Envoy with the built wasm.
 #![allow(dead_code)]
 
+pub mod chain;
 pub mod mtls;
 
 use std::time::{Duration, Instant};

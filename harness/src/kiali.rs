@@ -1,0 +1,482 @@
+//! `harness::kiali`: what Kiali's `header` auth strategy does with the headers it receives, rule
+//! by rule from its source, and [`KialiStandIn`], a server that does it over real sockets.
+//!
+//! Models:
+//! - reading headers: Go's `net/textproto` `reader.go` (`readMIMEHeader`, `canonicalMIMEHeaderKey`,
+//!   `readContinuedLineSlice`/`trim`, `validHeaderValueByte`) and `net/http` `header.go`
+//!   (`Header.Get`/`Values`/`Add`, which canonicalise with `CanonicalMIMEHeaderKey`) - [`GoHeader`];
+//! - the strategy: `kiali/kiali` `business/authentication/header_auth_controller.go` (moved to
+//!   `handlers/authentication/header_auth_controller.go` in recent releases, same code),
+//!   `getTokenStringFromHeader` - [`header_strategy`]; its 401 on a missing token
+//!   (`Authenticate`, rendered by `handlers/authentication.go` with `RespondWithError`);
+//! - the request to the API server: `kiali/kiali` `kubernetes/client_factory.go` (`newClient`:
+//!   bearer token, and `Impersonate.UserName/Groups/Extra` only when a user is set), client-go
+//!   `transport/round_trippers.go` (`bearerAuthRoundTripper`, `impersonatingRoundTripper`,
+//!   `headerKeyEscape`, `legalHeaderKeyBytes`) and `net/http` `Header.writeSubset` (keys sorted,
+//!   values trimmed) - [`client_go_headers`].
+//!
+//! [`KialiStandIn`] sends that request to an [`ApiServerStandIn`] and answers with what it believed.
+
+use crate::apiserver::{record, ApiServerStandIn, UserInfo, REVIEW_PATH};
+use crate::client::{self, ClientRequest};
+use crate::message::RawRequest;
+use crate::server::{Reply, Server};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// `isTokenTable` (`net/http/lex.go`, copied into textproto and into client-go as
+/// `legalHeaderKeyBytes`): the bytes of an RFC 7230 token.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Canonicalises a key that is all token bytes: upper case first and after each `-`.
+fn canonicalise(key: &[u8]) -> String {
+    let mut upper = true;
+    let out: Vec<u8> = key
+        .iter()
+        .map(|&c| {
+            let c = if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() };
+            upper = c == b'-';
+            c
+        })
+        .collect();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `textproto.CanonicalMIMEHeaderKey` (used by `Header.Get`/`Values`/`Add`): a key with any
+/// non-token byte (a space included) is returned unchanged.
+pub fn canonical_mime_header_key(key: &str) -> String {
+    if key.bytes().all(is_token_byte) {
+        canonicalise(key.as_bytes())
+    } else {
+        key.to_string()
+    }
+}
+
+/// client-go `headerKeyEscape` (round_trippers.go): `%XX` (upper-case hex) for every byte that
+/// is not a legal header-key byte, and for `%` itself.
+pub fn header_key_escape(key: &str) -> String {
+    key.bytes()
+        .map(|b| if is_token_byte(b) && b != b'%' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// The request Go's server refuses with `400 Bad Request` (`readMIMEHeader`'s ProtocolError).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MalformedHeader(pub String);
+
+impl fmt::Display for MalformedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed MIME header line: {}", self.0)
+    }
+}
+
+impl std::error::Error for MalformedHeader {}
+
+/// A header map as Go's `net/http` builds it from the header lines of a request: canonical
+/// keys, values trimmed of spaces and tabs, the lines of one key in order. Keys keep the order
+/// of their first line (Go's map has none). Values are decoded lossily as UTF-8.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoHeader {
+    entries: Vec<(String, Vec<String>)>,
+}
+
+impl GoHeader {
+    /// `readMIMEHeader`: each (name, value) line is read as Go reads it, or the whole request
+    /// is refused as Go's server does.
+    pub fn read<N: AsRef<[u8]>, V: AsRef<[u8]>>(lines: &[(N, V)]) -> Result<GoHeader, MalformedHeader> {
+        let mut header = GoHeader::default();
+        for (name, value) in lines {
+            let (name, value) = (name.as_ref(), value.as_ref());
+            let malformed = || MalformedHeader(format!("{}:{}", String::from_utf8_lossy(name), String::from_utf8_lossy(value)));
+            // canonicalMIMEHeaderKey(k) (the reader's version): empty or a non-token byte other
+            // than a space is refused; a key with a space is accepted but not canonicalised.
+            if name.is_empty() || !name.iter().all(|&b| is_token_byte(b) || b == b' ') {
+                return Err(malformed());
+            }
+            let key = if name.contains(&b' ') { String::from_utf8_lossy(name).into_owned() } else { canonicalise(name) };
+            // validHeaderValueByte: VCHAR, obs-text (0x80-0xFF), SP, HTAB; nothing else.
+            if !value.iter().all(|&b| b == b'\t' || b == b' ' || (0x21..=0x7e).contains(&b) || b >= 0x80) {
+                return Err(malformed());
+            }
+            // readContinuedLineSlice's trim (trailing) and bytes.TrimLeft(v, " \t") (leading).
+            let value = String::from_utf8_lossy(trim_space_tab(value)).into_owned();
+            header.push(key, value);
+        }
+        Ok(header)
+    }
+
+    fn push(&mut self, key: String, value: String) {
+        match self.entries.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, values)) => values.push(value),
+            None => self.entries.push((key, vec![value])),
+        }
+    }
+
+    /// `Header.Get`: the first value of the canonicalised key, `""` if none.
+    pub fn get(&self, key: &str) -> &str {
+        self.values(key).first().map(String::as_str).unwrap_or("")
+    }
+
+    /// `Header.Values`: every value of the canonicalised key.
+    pub fn values(&self, key: &str) -> &[String] {
+        self.exact(&canonical_mime_header_key(key))
+    }
+
+    /// `r.Header[key]`: the map looked up with `key` exactly as written (no canonicalisation).
+    pub fn exact(&self, key: &str) -> &[String] {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice()).unwrap_or(&[])
+    }
+
+    /// `Header.Add`: appends `value` under the canonicalised key.
+    pub fn add(&mut self, key: &str, value: &str) {
+        self.push(canonical_mime_header_key(key), value.to_string());
+    }
+
+    /// `Header.Set`: replaces every value of the canonicalised key.
+    pub fn set(&mut self, key: &str, value: &str) {
+        let key = canonical_mime_header_key(key);
+        self.entries.retain(|(k, _)| *k != key);
+        self.entries.push((key, vec![value.to_string()]));
+    }
+
+    /// `for key, values := range header`, in first-line order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// `Header.writeSubset`: one line per value, keys sorted, `\r`/`\n` turned into spaces and
+    /// values trimmed (`textproto.TrimString`).
+    pub fn wire_lines(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<&(String, Vec<String>)> = self.entries.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        let line = |v: &String| String::from_utf8_lossy(trim_space_tab(v.replace(['\r', '\n'], " ").as_bytes())).into_owned();
+        keys.into_iter().flat_map(|(k, vs)| vs.iter().map(move |v| (k.clone(), line(v)))).collect()
+    }
+}
+
+fn trim_space_tab(v: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = v.iter().position(|b| !is_space(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !is_space(b)).map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// client-go's `clientcmd/api.AuthInfo`, the fields Kiali's header strategy fills.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AuthInfo {
+    pub token: String,
+    /// `Impersonate` (the user).
+    pub impersonate: String,
+    pub impersonate_groups: Vec<String>,
+    pub impersonate_user_extra: BTreeMap<String, Vec<String>>,
+}
+
+/// `getTokenStringFromHeader` (header_auth_controller.go), exactly:
+/// - token: `Header.Get("Authorization")` if it *contains* `Bearer` (case-sensitive, anywhere),
+///   minus a leading `Bearer ` (`TrimPrefix`: `"Basic Bearer"` stays whole, `"Bearer"` is the token);
+/// - user: `Header.Get("Impersonate-User")`, the first line;
+/// - only when the user is non-empty: groups = `r.Header["Impersonate-Group"]` (one group per
+///   line, commas kept), and for every map key starting with `Impersonate-Extra-` (the
+///   canonical form: `Impersonate-Extra-Acme.com%2fteam`) the suffix (`Acme.com%2fteam`) -> values;
+/// - `Impersonate-Uid` is not read.
+pub fn header_strategy(headers: &GoHeader) -> AuthInfo {
+    let mut auth = AuthInfo::default();
+    let authorization = headers.get("Authorization");
+    if authorization.contains("Bearer") {
+        auth.token = authorization.strip_prefix("Bearer ").unwrap_or(authorization).to_string();
+    }
+    let user = headers.get("Impersonate-User");
+    if !user.is_empty() {
+        auth.impersonate = user.to_string();
+        auth.impersonate_groups = headers.exact("Impersonate-Group").to_vec();
+        for (key, values) in headers.iter() {
+            if let Some(name) = key.strip_prefix("Impersonate-Extra-") {
+                auth.impersonate_user_extra.insert(name.to_string(), values.to_vec());
+            }
+        }
+    }
+    auth
+}
+
+/// The authentication and impersonation header lines client-go sends to the API server for a
+/// Kiali request with `auth`, in wire order (Go sorts keys). Other headers (Host, User-Agent,
+/// Accept-Encoding...) are left out.
+/// - `newClient` (client_factory.go): `BearerToken = Token`; the impersonation config only when
+///   `Impersonate != ""` (the header strategy), without a UID;
+/// - `bearerAuthRoundTripper`: `Authorization: Bearer <token>` when a token is configured;
+/// - `impersonatingRoundTripper`: `Set("Impersonate-User")`, `Add("Impersonate-Group")` per
+///   group, `Add("Impersonate-Extra-" + headerKeyEscape(key))` per value (Add canonicalises).
+pub fn client_go_headers(auth: &AuthInfo) -> Vec<(String, String)> {
+    let mut header = GoHeader::default();
+    if !auth.token.is_empty() {
+        header.set("Authorization", &format!("Bearer {}", auth.token));
+    }
+    if !auth.impersonate.is_empty() {
+        header.set("Impersonate-User", &auth.impersonate);
+        for group in &auth.impersonate_groups {
+            header.add("Impersonate-Group", group);
+        }
+        for (key, values) in &auth.impersonate_user_extra {
+            for value in values {
+                header.add(&format!("Impersonate-Extra-{}", header_key_escape(key)), value);
+            }
+        }
+    }
+    header.wire_lines()
+}
+
+/// The user the API server believed, read from a [`KialiStandIn`] response body (for example
+/// one received through Envoy): `apiserver.status.userInfo`, `None` when it refused.
+pub fn believed_user_in(kiali_body: &[u8]) -> Option<UserInfo> {
+    let body: Value = serde_json::from_slice(kiali_body).ok()?;
+    serde_json::from_value(body.get("apiserver")?.get("status")?.get("userInfo")?.clone()).ok()
+}
+
+/// One request the Kiali stand-in answered.
+#[derive(Clone, Debug)]
+pub struct KialiExchange {
+    pub request: RawRequest,
+    /// What the header strategy read (`None` when Go refused the headers).
+    pub auth: Option<AuthInfo>,
+    /// The API server's answer (`None` when it was not asked or could not be reached).
+    pub apiserver_status: Option<u16>,
+    pub apiserver: Value,
+}
+
+impl KialiExchange {
+    /// The user the API server believed, if it was asked and did not refuse.
+    pub fn believed_user(&self) -> Option<UserInfo> {
+        serde_json::from_value(self.apiserver.get("status")?.get("userInfo")?.clone()).ok()
+    }
+}
+
+/// Kiali with the `header` strategy in front of an API server: for every request it reads the
+/// headers like Go, applies [`header_strategy`] (no bearer: 401 `{"error":"Token is missing"}`),
+/// sends the client-go request ([`client_go_headers`], a SelfSubjectReview) over a real socket
+/// to the API server, and answers 200 with
+/// `{"kiali": <AuthInfo>, "apiserver_status": <status>, "apiserver": <its JSON body>}`.
+pub struct KialiStandIn {
+    // Declared first so it is dropped (thread joined) before the log and the API server.
+    server: Server,
+    log: Arc<Mutex<Vec<KialiExchange>>>,
+    apiserver: Option<ApiServerStandIn>,
+}
+
+impl KialiStandIn {
+    /// Starts its own [`ApiServerStandIn::start`] (rules of deploy/02-impersonator.yaml) and
+    /// itself on free ports of 127.0.0.1. Panics if either cannot start.
+    pub fn start() -> KialiStandIn {
+        let apiserver = ApiServerStandIn::start();
+        let mut kiali = Self::start_for(apiserver.addr()).expect("start KialiStandIn");
+        kiali.apiserver = Some(apiserver);
+        kiali
+    }
+
+    /// Starts in front of the API server at `apiserver`.
+    pub fn start_for(apiserver: SocketAddr) -> io::Result<KialiStandIn> {
+        let log: Arc<Mutex<Vec<KialiExchange>>> = Arc::default();
+        let recording = log.clone();
+        let server = Server::start_at(
+            ([127, 0, 0, 1], 0),
+            Arc::new(move |request: RawRequest| {
+                let recording = recording.clone();
+                Box::pin(async move {
+                    let (reply, exchange) = handle(request, apiserver).await;
+                    record(&recording, exchange);
+                    reply
+                })
+            }),
+        )?;
+        Ok(KialiStandIn { server, log, apiserver: None })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The API server started by [`KialiStandIn::start`].
+    pub fn apiserver(&self) -> Option<&ApiServerStandIn> {
+        self.apiserver.as_ref()
+    }
+
+    pub fn exchanges(&self) -> Vec<KialiExchange> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RawRequest> {
+        self.exchanges().into_iter().map(|e| e.request).collect()
+    }
+
+    /// The most recent request, if any.
+    pub fn last(&self) -> Option<RawRequest> {
+        self.last_exchange().map(|e| e.request)
+    }
+
+    pub fn last_exchange(&self) -> Option<KialiExchange> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).last().cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn clear(&self) {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The user the API server believed for the last request.
+    pub fn believed_user(&self) -> Option<UserInfo> {
+        self.last_exchange().and_then(|e| e.believed_user())
+    }
+}
+
+fn error_reply(status: u16, message: &str) -> Reply {
+    Reply::json(status, &json!({ "error": message }))
+}
+
+async fn handle(request: RawRequest, apiserver: SocketAddr) -> (Reply, KialiExchange) {
+    let mut exchange = KialiExchange { request, auth: None, apiserver_status: None, apiserver: Value::Null };
+    let headers = match GoHeader::read(&exchange.request.headers) {
+        Ok(h) => h,
+        Err(e) => return (Reply::Respond { status: 400, headers: vec![], body: format!("400 Bad Request: {e}").into_bytes() }, exchange),
+    };
+    let auth = header_strategy(&headers);
+    exchange.auth = Some(auth.clone());
+    if auth.token.is_empty() {
+        return (error_reply(401, "Token is missing"), exchange);
+    }
+    let mut review = ClientRequest::post(REVIEW_PATH)
+        .header("Content-Type", "application/json")
+        .body(r#"{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1"}"#);
+    for (name, value) in client_go_headers(&auth) {
+        review = review.header(name, value);
+    }
+    // The raw client blocks; run it on its own thread so this runtime thread keeps serving.
+    let (done, answer) = oneshot::channel();
+    let spawned = std::thread::Builder::new().name("kiali-client-go".into()).spawn(move || {
+        let _ = done.send(client::send(apiserver, &review));
+    });
+    if let Err(e) = spawned {
+        return (error_reply(500, &format!("cannot start the API client: {e}")), exchange);
+    }
+    let response = match answer.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => return (error_reply(500, &format!("API server {apiserver}: {e}")), exchange),
+        Err(_) => return (error_reply(500, "API client thread ended without an answer"), exchange),
+    };
+    exchange.apiserver_status = Some(response.status);
+    exchange.apiserver = response.try_json().unwrap_or_else(|_| Value::String(response.text()));
+    let body = json!({"kiali": auth, "apiserver_status": response.status, "apiserver": exchange.apiserver});
+    (Reply::json(200, &body), exchange)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(lines: &[(&str, &str)]) -> GoHeader {
+        GoHeader::read(lines).unwrap()
+    }
+
+    #[test]
+    fn header_lines_are_read_like_net_textproto() {
+        type Case<'a> = (&'a [u8], &'a [u8], Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
+            (b"impersonate-group", b" system:masters", Some(("Impersonate-Group", "system:masters"))),
+            (b"IMPERSONATE-USER", b"\talice \t", Some(("Impersonate-User", "alice"))),
+            (b"impersonate-extra-acme.com%2Fteam", b"eng", Some(("Impersonate-Extra-Acme.com%2fteam", "eng"))),
+            (b"x-forwarded-for", b"10.0.0.1", Some(("X-Forwarded-For", "10.0.0.1"))),
+            (b"has space", b"v", Some(("has space", "v"))),
+            (b"x", b"caf\xc3\xa9", Some(("X", "caf\u{e9}"))),
+            (b"x", b"a \t b", Some(("X", "a \t b"))),
+            (b"a/b", b"v", None),
+            (b"", b"v", None),
+            (b"x", b"a\x01b", None),
+            (b"x", b"a\x7fb", None),
+        ];
+        for (name, value, expected) in cases {
+            let got = GoHeader::read(&[(name, value)]);
+            match expected {
+                Some((key, v)) => {
+                    let got = got.unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(got.iter().next(), Some((*key, &[v.to_string()][..])), "{name:?}");
+                }
+                None => assert!(got.is_err(), "{name:?} {value:?} should be refused"),
+            }
+        }
+    }
+
+    #[test]
+    fn keys_canonicalise_and_escape_like_go_and_client_go() {
+        for (key, canonical) in [("impersonate-extra-x", "Impersonate-Extra-X"), ("aCME.com%2Fx", "Acme.com%2fx"), ("has space", "has space"), ("a/b", "a/b")] {
+            assert_eq!(canonical_mime_header_key(key), canonical);
+        }
+        for (key, escaped) in [("email", "email"), ("acme.com/team", "acme.com%2Fteam"), ("Acme.com%2fteam", "Acme.com%252fteam"), ("a b", "a%20b"), ("é", "%C3%A9")] {
+            assert_eq!(header_key_escape(key), escaped);
+        }
+    }
+
+    #[test]
+    fn header_strategy_is_get_token_string_from_header() {
+        let auth = |token: &str, user: &str, groups: &[&str], extra: &[(&str, &[&str])]| AuthInfo {
+            token: token.into(),
+            impersonate: user.into(),
+            impersonate_groups: groups.iter().map(|g| g.to_string()).collect(),
+            impersonate_user_extra: extra.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect(),
+        };
+        let cases: Vec<(&[(&str, &str)], AuthInfo)> = vec![
+            (&[("authorization", "Bearer abc")], auth("abc", "", &[], &[])),
+            (&[("authorization", "bearer abc")], auth("", "", &[], &[])),
+            (&[("authorization", "Basic Bearer")], auth("Basic Bearer", "", &[], &[])),
+            (&[("authorization", "Bearer ")], auth("Bearer", "", &[], &[])),
+            (&[("authorization", "Bearer a"), ("authorization", "Bearer b")], auth("a", "", &[], &[])),
+            (&[("impersonate-user", "alice"), ("impersonate-user", "bob")], auth("", "alice", &[], &[])),
+            (&[("impersonate-user", " alice"), ("impersonate-group", " system:masters"), ("impersonate-group", "a,b")], auth("", "alice", &["system:masters", "a,b"], &[])),
+            // Without a user, groups and extras are ignored; the uid is never read.
+            (&[("impersonate-group", "admins"), ("impersonate-extra-email", "a@b"), ("impersonate-uid", "1")], auth("", "", &[], &[])),
+            (&[("impersonate-user", "a"), ("impersonate-uid", "1")], auth("", "a", &[], &[])),
+            // Extras are keyed by the canonical suffix.
+            (
+                &[("impersonate-user", "a"), ("impersonate-extra-acme.com%2Fteam", "eng"), ("impersonate-extra-email", "x"), ("Impersonate-Extra-Email", "y")],
+                auth("", "a", &[], &[("Acme.com%2fteam", &["eng"]), ("Email", &["x", "y"])]),
+            ),
+        ];
+        for (lines, expected) in cases {
+            assert_eq!(header_strategy(&header(lines)), expected, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn client_go_sends_one_line_per_group_and_escaped_extra_keys() {
+        let auth = header_strategy(&header(&[
+            ("authorization", "Bearer tok"),
+            ("impersonate-user", "alice"),
+            ("impersonate-group", "b"),
+            ("impersonate-group", "a,c"),
+            ("impersonate-extra-acme.com%2Fteam", "eng"),
+            ("impersonate-extra-email", "a@b"),
+        ]));
+        let lines = client_go_headers(&auth);
+        let expected = [
+            ("Authorization", "Bearer tok"),
+            ("Impersonate-Extra-Acme.com%252fteam", "eng"),
+            ("Impersonate-Extra-Email", "a@b"),
+            ("Impersonate-Group", "b"),
+            ("Impersonate-Group", "a,c"),
+            ("Impersonate-User", "alice"),
+        ];
+        assert_eq!(lines, expected.map(|(k, v)| (k.to_string(), v.to_string())));
+        // No user: only the bearer.
+        let auth = header_strategy(&header(&[("authorization", "Bearer tok"), ("impersonate-group", "g")]));
+        assert_eq!(client_go_headers(&auth), vec![("Authorization".to_string(), "Bearer tok".to_string())]);
+    }
+}
