@@ -422,3 +422,26 @@ fn the_api_server_sees_trimmed_values_and_one_group_per_line() {
     let response = send(&chain.envoy, &request);
     assert_eq!(chain.believed(&response), user("bob", &["sso:dev", "sso:ops", "sso:qa", "viewers"], &[]));
 }
+
+/// Defect 5 of issue 19: attached where it also sees other services' traffic (a waypoint, a
+/// shared gateway), the filter would hand the impersonator's token to every backend. With
+/// `upstream_hosts` a request for another authority is refused before any identity or token is
+/// added, and the client's impersonation headers are still dropped.
+#[test]
+fn upstream_hosts_keeps_the_token_to_the_listed_hosts() {
+    let chain = Chain::start(
+        r#""identity":{"preset":"oauth2-proxy"},"upstream_hosts":["kiali.istio-system.svc.cluster.local","kiali.example.com:443"]"#,
+        Vec::new(),
+    );
+    for host in ["kiali.istio-system.svc.cluster.local", "KIALI.istio-system.svc.cluster.local:20001", "kiali.example.com:443"] {
+        let response = send(&chain.envoy, &alice().host(host));
+        assert_eq!(chain.believed(&response).name, "alice", "{host}");
+    }
+    let forwarded = chain.kiali.count();
+    for host in ["prometheus.istio-system.svc.cluster.local", "kiali.example.com", "kiali.example.com:8443", "localhost"] {
+        let response = send(&chain.envoy, &alice().host(host).header("Impersonate-User", "system:admin"));
+        assert_refused(&response, 403, "upstream_not_allowed");
+    }
+    assert_eq!(chain.kiali.count(), forwarded, "no refused request reached the upstream");
+    assert_eq!(wait_stat(&chain.envoy, "refused.upstream_not_allowed", 4), 4);
+}
