@@ -306,6 +306,7 @@ fn map_identity<'h, 'c: 'h>(
             })?;
         }
     }
+    check_allowed(identity, plan, first_group)?;
     add_static_groups(identity, plan, first_group);
 
     if let Some(uid_header) = &identity.uid_header {
@@ -384,6 +385,27 @@ fn add_user<'h, 'c>(
     }
     plan.add.push((IMPERSONATE_USER, user));
     Ok(())
+}
+
+/// `allowed_users`/`allowed_groups`: the user (at `first_group - 1`) or one of the groups mapped
+/// from the source (from `first_group` on; `static_groups` are not added yet, so they never
+/// admit anyone) must be listed.
+fn check_allowed(identity: &IdentityConfig, plan: &Plan<'_, '_>, first_group: usize) -> Result<(), Refusal> {
+    let Some(allowed) = &identity.allowed else {
+        return Ok(());
+    };
+    let user = plan.user().unwrap_or_default();
+    let groups = plan.add[first_group..].iter().map(|(_, group)| group.as_ref());
+    if allowed.admits(user, groups) {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        Reason::IdentityNotAllowed,
+        format!(
+            "user {} is neither in identity.allowed_users nor a member of identity.allowed_groups",
+            quote_for_log(user.as_bytes())
+        ),
+    ))
 }
 
 /// `static_groups` after the mapped ones, each once.
@@ -500,6 +522,7 @@ fn map_claims<'h, 'c: 'h>(
             }
         }
     }
+    check_allowed(identity, plan, first_group)?;
     add_static_groups(identity, plan, first_group);
 
     if let (Some(uid_claim), Some(uid)) = (&jwt.uid_claim, claims.uid) {

@@ -16,10 +16,12 @@ pub enum Reason {
     EmailUnverified,
     /// `upstream_hosts` is set and the request's `:authority` is not on it.
     UpstreamNotAllowed,
+    /// `identity.allowed_users`/`allowed_groups` is set and the identity is in neither.
+    IdentityNotAllowed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::IdentityMissing,
         Reason::IdentityForbidden,
         Reason::IdentityMalformed,
@@ -28,6 +30,7 @@ impl Reason {
         Reason::RbacDenied,
         Reason::EmailUnverified,
         Reason::UpstreamNotAllowed,
+        Reason::IdentityNotAllowed,
     ];
 
     /// The stable, documented `reason` of the JSON body; also the metric suffix.
@@ -41,13 +44,17 @@ impl Reason {
             Reason::RbacDenied => "rbac_denied",
             Reason::EmailUnverified => "email_unverified",
             Reason::UpstreamNotAllowed => "upstream_not_allowed",
+            Reason::IdentityNotAllowed => "identity_not_allowed",
         }
     }
 
     pub fn status(self) -> u32 {
         match self {
             Reason::IdentityMissing | Reason::EmailUnverified => 401,
-            Reason::IdentityForbidden | Reason::UntrustedPeer | Reason::UpstreamNotAllowed => 403,
+            Reason::IdentityForbidden
+            | Reason::UntrustedPeer
+            | Reason::UpstreamNotAllowed
+            | Reason::IdentityNotAllowed => 403,
             Reason::IdentityMalformed => 400,
             Reason::TokenUnavailable | Reason::RbacDenied => 503,
         }

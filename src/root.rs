@@ -13,6 +13,7 @@ use crate::random::Rng;
 use crate::rbac_runtime::{RbacChecker, RbacGate};
 use crate::refusal::{Reason, Refusal};
 use crate::reply;
+use crate::token::callout::{self, Answer, FetchInFlight};
 use crate::token::request::{self, Credentials};
 use crate::token::response::{self, FetchError, FetchFailure};
 use crate::token::state::{SharedState, Timing};
@@ -53,11 +54,6 @@ pub struct LocalToken {
     /// Shared, so handing it to each request is a reference count, not a copy of the token.
     pub authorization: Rc<str>,
     pub usable_until_ms: u64,
-}
-
-struct FetchInFlight {
-    call_id: u32,
-    started_ms: u64,
 }
 
 pub struct Waiter {
@@ -385,22 +381,21 @@ impl Root {
         let Some(source) = &state.config.token_source else {
             return;
         };
-        let rbac_review = self.rbac.owns(call_id);
-        let started = match &self.fetch {
-            Some(fetch) if !rbac_review && fetch.call_id == call_id => {
-                let started = fetch.started_ms;
+        let answer = callout::classify(call_id, self.fetch, self.rbac.owns(call_id));
+        let (rbac_review, started) = match answer {
+            Answer::RbacReview => (true, None),
+            Answer::TokenFetch { started_ms } => {
                 self.fetch = None;
-                Some(started)
+                (false, Some(started_ms))
             }
-            _ => None,
+            Answer::Stray => {
+                // An answer to a fetch that timed out on our side, or to a call made before a
+                // reconfiguration: not trusted to be the token asked for. The lease it held
+                // runs out and a new fetch follows.
+                warn!("ignoring the answer to HTTP call {call_id}: no token fetch of this configuration is waiting for it");
+                return;
+            }
         };
-        if !rbac_review && started.is_none() {
-            // Not a call this configuration has in flight: an answer to a fetch that timed out
-            // on our side, or to a call made before a reconfiguration. Its token is not trusted
-            // to be the one asked for; the lease it held runs out and a new fetch follows.
-            warn!("ignoring the answer to HTTP call {call_id}: no token fetch of this configuration is waiting for it");
-            return;
-        }
         let status = if num_headers == 0 {
             None
         } else {

@@ -445,3 +445,23 @@ fn upstream_hosts_keeps_the_token_to_the_listed_hosts() {
     assert_eq!(chain.kiali.count(), forwarded, "no refused request reached the upstream");
     assert_eq!(wait_stat(&chain.envoy, "refused.upstream_not_allowed", 4), 4);
 }
+
+/// Issue 23, item 2: only listed users, or members of listed groups, reach Kiali; others get
+/// 403 `identity_not_allowed` before any token is attached.
+#[test]
+fn allowed_users_and_groups_gate_who_reaches_kiali() {
+    let chain = Chain::start(
+        r#""identity":{"preset":"oauth2-proxy","static_groups":["viewers"],"allowed_users":["carol"],"allowed_groups":["ops","viewers"]}"#,
+        Vec::new(),
+    );
+    let response = send(&chain.envoy, &alice());
+    assert_eq!(chain.believed(&response).name, "alice");
+    let carol = ClientRequest::get("/").header("X-Forwarded-User", "carol");
+    assert_eq!(chain.believed(&send(&chain.envoy, &carol)).name, "carol");
+    let forwarded = chain.kiali.count();
+    // bob is in dev only; `viewers` is added by the configuration to everyone and admits no one.
+    let bob = ClientRequest::get("/").header("X-Forwarded-User", "bob").header("X-Forwarded-Groups", "dev");
+    assert_refused(&send(&chain.envoy, &bob.header("Impersonate-Group", "ops")), 403, "identity_not_allowed");
+    assert_eq!(chain.kiali.count(), forwarded);
+    assert_eq!(wait_stat(&chain.envoy, "refused.identity_not_allowed", 1), 1);
+}

@@ -28,6 +28,9 @@ pub struct IdentityConfig {
     pub group_prefix: String,
     pub static_groups: Vec<String>,
     pub allow_system_identities: bool,
+    /// When either is set, only these users, or members of these groups (from the identity
+    /// source, after prefixes; not `static_groups`), pass; others get 403 `identity_not_allowed`.
+    pub allowed: Option<AllowList>,
     pub max_groups: usize,
     pub max_value_bytes: usize,
     pub remove_identity_headers: bool,
@@ -152,6 +155,53 @@ impl HeaderSource {
     }
 }
 
+/// `identity.allowed_users` / `identity.allowed_groups`: who may reach Kiali at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowList {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
+impl AllowList {
+    pub fn admits<'a>(&self, user: &str, mut groups: impl Iterator<Item = &'a str>) -> bool {
+        self.users.iter().any(|allowed| allowed == user)
+            || groups.any(|group| self.groups.iter().any(|allowed| allowed == group))
+    }
+}
+
+fn compile_allow_list(
+    users: Option<Vec<String>>,
+    groups: Option<Vec<String>>,
+) -> Result<Option<AllowList>, ConfigError> {
+    if users.is_none() && groups.is_none() {
+        return Ok(None);
+    }
+    let mut compiled = AllowList { users: Vec::new(), groups: Vec::new() };
+    for (field, list, out) in [
+        ("identity.allowed_users", users, &mut compiled.users),
+        ("identity.allowed_groups", groups, &mut compiled.groups),
+    ] {
+        let Some(list) = list else { continue };
+        if list.is_empty() {
+            return Err(ConfigError::new(
+                field,
+                "is empty, so it admits no one; list users or groups (compared after the prefixes), or remove it",
+            ));
+        }
+        for (index, entry) in list.into_iter().enumerate() {
+            let trimmed = crate::identity::trim_like_go(&entry);
+            if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
+                return Err(ConfigError::new(
+                    format!("{field}[{index}]"),
+                    "must be a non-empty name without control characters",
+                ));
+            }
+            out.push(trimmed.to_string());
+        }
+    }
+    Ok(Some(compiled))
+}
+
 pub(super) fn compile_identity(mut raw: RawIdentity) -> Result<IdentityConfig, ConfigError> {
     let jwt = raw
         .jwt
@@ -231,7 +281,10 @@ pub(super) fn compile_identity(mut raw: RawIdentity) -> Result<IdentityConfig, C
         }
     }
 
+    let allowed = compile_allow_list(raw.allowed_users.take(), raw.allowed_groups.take())?;
+
     Ok(IdentityConfig {
+        allowed,
         user_header: headers.user_header,
         groups_header: headers.groups_header,
         groups_separator: headers.groups_separator,

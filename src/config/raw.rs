@@ -38,6 +38,8 @@ pub(super) struct RawIdentity {
     pub(super) static_groups: Vec<String>,
     #[serde(default)]
     pub(super) allow_system_identities: bool,
+    pub(super) allowed_users: Option<Vec<String>>,
+    pub(super) allowed_groups: Option<Vec<String>>,
     pub(super) max_groups: Option<usize>,
     pub(super) max_value_bytes: Option<usize>,
     pub(super) remove_identity_headers: Option<bool>,

@@ -482,3 +482,10 @@ fn upstream_hosts_are_validated() {
     assert_eq!(error(r#"{"upstream_hosts":[]}"#).field, "upstream_hosts");
     assert_eq!(error(r#"{"upstream_hosts":["ok","https://kiali"]}"#).field, "upstream_hosts[1]");
 }
+
+#[test]
+fn allow_lists_are_validated() {
+    assert!(parse(r#"{"identity":{"preset":"oauth2-proxy","allowed_groups":[" ops "]}}"#).unwrap().identity.unwrap().allowed.is_some());
+    assert_eq!(error(r#"{"identity":{"preset":"oauth2-proxy","allowed_users":[]}}"#).field, "identity.allowed_users");
+    assert_eq!(error(r#"{"identity":{"preset":"oauth2-proxy","allowed_groups":["ok",""]}}"#).field, "identity.allowed_groups[1]");
+}

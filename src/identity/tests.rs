@@ -560,3 +560,32 @@ fn every_added_name_is_an_impersonation_header_and_every_sent_one_is_removed() {
         assert!(plan.remove.iter().any(|r| r.eq_ignore_ascii_case(name.as_bytes())), "{name}");
     }
 }
+
+#[test]
+fn allowed_users_and_groups_admit_after_prefixes_and_never_by_static_groups() {
+    let config = cfg(
+        r#"{"identity":{"preset":"oauth2-proxy","group_prefix":"sso:","static_groups":["everyone"],
+            "allowed_users":["carol"],"allowed_groups":["sso:kiali-admins","everyone"]}}"#,
+    );
+    let admitted = |list: &[(&str, &[u8])]| plan(&config, &headers(list)).is_ok();
+    assert!(admitted(&[("x-forwarded-user", b"alice"), ("x-forwarded-groups", b"dev,kiali-admins")]));
+    assert!(admitted(&[("x-forwarded-user", b"carol")]));
+    // `kiali-admins` unprefixed, a group only the configuration adds, a user who is a group name.
+    for list in [
+        &[("x-forwarded-user", &b"bob"[..]), ("x-forwarded-groups", b"dev")][..],
+        &[("x-forwarded-user", b"bob")],
+        &[("x-forwarded-user", b"sso:kiali-admins")],
+    ] {
+        assert_eq!(refusal(&config, list).reason, Reason::IdentityNotAllowed, "{list:?}");
+    }
+    let jwt = cfg(r#"{"identity":{"jwt":{"groups_claim":"groups"},"allowed_groups":["ops"]}}"#);
+    let with = |payload: serde_json::Value| {
+        let properties = RequestProperties {
+            dynamic_metadata: Some(metadata::encode::metadata("envoy.filters.http.jwt_authn", "payload", &payload)),
+            ..RequestProperties::default()
+        };
+        plan_with_properties(&jwt, &[], &properties).map(|_| ()).map_err(|refusal| refusal.reason)
+    };
+    assert_eq!(with(serde_json::json!({"sub": "dan", "groups": ["ops"]})), Ok(()));
+    assert_eq!(with(serde_json::json!({"sub": "dan", "groups": ["dev"]})), Err(Reason::IdentityNotAllowed));
+}

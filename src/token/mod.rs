@@ -1,6 +1,7 @@
 //! The short-lived ServiceAccount token: how to ask for it, how to read the answer, and the shared
 //! cache state machine. Pure: the root context does the host calls.
 
+pub mod callout;
 pub mod jwt;
 pub mod request;
 pub mod response;
