@@ -71,6 +71,26 @@ impl<'vm> RequestContext<'vm> {
         ))
     }
 
+    /// Answers the logout path: 302 to the sign-out, Kiali's session cookies expired. Kiali
+    /// never sees the request.
+    fn log_out(&self, logout: &crate::logout::Logout, pairs: &[identity::Header<'_>]) -> Action {
+        let cookie_lines: Vec<&[u8]> = pairs
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"cookie"))
+            .map(|(_, value)| *value)
+            .collect();
+        let cookies = logout.expired_cookies(&cookie_lines);
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("location", logout.redirect.as_str()),
+            ("cache-control", "no-store"),
+        ];
+        headers.extend(cookies.iter().map(|cookie| ("set-cookie", cookie.as_str())));
+        if let Err(status) = host::send_local_response(302, &headers, b"") {
+            warn!("could not send the logout redirect (host status {status})");
+        }
+        Action::Pause
+    }
+
     fn handle_request_headers(&mut self) -> Action {
         let vm = self.vm;
         vm.metrics.request();
@@ -98,6 +118,12 @@ impl<'vm> RequestContext<'vm> {
                     ),
                     &pairs,
                 );
+            }
+        }
+        if let Some(logout) = &vm.config.logout {
+            let path = pairs.iter().find(|(name, _)| *name == b":path").map(|(_, value)| *value);
+            if path.is_some_and(|path| logout.matches(path)) {
+                return self.log_out(logout, &pairs);
             }
         }
         // Reads only the properties the configuration uses: none in the header-only modes.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod extra_key;
 pub mod identity;
 pub mod json_path;
+pub mod logout;
 pub mod peer;
 pub mod random;
 pub mod rbac;

@@ -465,3 +465,32 @@ fn allowed_users_and_groups_gate_who_reaches_kiali() {
     assert_eq!(chain.kiali.count(), forwarded);
     assert_eq!(wait_stat(&chain.envoy, "refused.identity_not_allowed", 1), 1);
 }
+
+/// Issue 23, item 3: the logout path never reaches Kiali; the reply sends the browser to the
+/// proxy's sign-out and expires every Kiali session cookie on Kiali's web root.
+#[test]
+fn logout_redirects_and_expires_kialis_session_cookies() {
+    let chain = Chain::start(
+        r#""identity":{"preset":"oauth2-proxy"},"logout":{"path":"/kiali/logout","redirect":"/oauth2/sign_out?rd=%2Fkiali%2F","web_root":"/kiali"}"#,
+        Vec::new(),
+    );
+    let request = ClientRequest::get("/kiali/logout?from=menu")
+        .header("X-Forwarded-User", "alice")
+        .header("Cookie", "kiali-token-chunks=2; kiali-token=a; kiali-token-1=b; _oauth2_proxy=keep");
+    let response = send(&chain.envoy, &request);
+    assert_eq!(response.status, 302, "{}", response.text());
+    assert_eq!(response.header("location").as_deref(), Some("/oauth2/sign_out?rd=%2Fkiali%2F"));
+    let cookies: Vec<String> = response
+        .headers_named("set-cookie")
+        .iter()
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .collect();
+    for name in ["kiali-token", "kiali-token-aes", "kiali-token-chunks", "kiali-token-1"] {
+        let expected = format!("{name}=; Path=/kiali; Max-Age=0; HttpOnly; SameSite=Strict");
+        assert!(cookies.contains(&expected), "{name} not expired: {cookies:?}");
+    }
+    assert!(!cookies.iter().any(|cookie| cookie.starts_with("_oauth2_proxy")), "{cookies:?}");
+    assert_eq!(chain.kiali.count(), 0, "the logout never reaches Kiali");
+    // Any other path is forwarded as before.
+    assert_eq!(chain.believed(&send(&chain.envoy, &alice())).name, "alice");
+}

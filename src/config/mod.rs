@@ -25,6 +25,7 @@ pub use rbac::{RbacCheckMode, RBAC_CHECK_MODES};
 pub use token_source::*;
 
 use crate::peer::TrustedPeers;
+use crate::logout::Logout;
 use crate::upstream_hosts::UpstreamHosts;
 use raw::RawConfig;
 
@@ -86,6 +87,8 @@ pub struct FilterConfig {
     pub access_log_filter_state: bool,
     /// When set, requests for any other `:authority` are refused (see `upstream_hosts`).
     pub upstream_hosts: Option<UpstreamHosts>,
+    /// A path the filter answers with a redirect that ends Kiali's session (see `logout`).
+    pub logout: Option<Logout>,
 }
 
 impl FilterConfig {
@@ -189,7 +192,10 @@ fn compile(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         })?),
     };
 
+    let logout = raw.logout.map(compile_logout).transpose()?;
+
     Ok(FilterConfig {
+        logout,
         upstream_hosts,
         identity,
         trusted_peers,
@@ -199,6 +205,27 @@ fn compile(raw: RawConfig) -> Result<FilterConfig, ConfigError> {
         rbac_check,
         access_log_filter_state: raw.access_log_filter_state,
     })
+}
+
+fn compile_logout(raw: raw::RawLogout) -> Result<Logout, ConfigError> {
+    let web_root = raw.web_root.unwrap_or_else(|| "/kiali".to_string());
+    for (field, value) in [("logout.path", &raw.path), ("logout.web_root", &web_root)] {
+        let plain = value.starts_with('/')
+            && value.bytes().all(|byte| byte.is_ascii_graphic() && !b"?#;,".contains(&byte));
+        if !plain {
+            return Err(ConfigError::new(
+                field,
+                format!("{value:?} must be a path starting with `/`, without query, spaces, `;` or `,` (for example /kiali/logout)"),
+            ));
+        }
+    }
+    if raw.redirect.is_empty() || !raw.redirect.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            "logout.redirect",
+            "must be a URL or path without spaces or control characters, such as /oauth2/sign_out?rd=%2Fkiali%2F",
+        ));
+    }
+    Ok(Logout { path: raw.path, redirect: raw.redirect, web_root })
 }
 
 #[cfg(test)]

@@ -17,6 +17,15 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) access_log_filter_state: bool,
     pub(super) upstream_hosts: Option<Vec<String>>,
+    pub(super) logout: Option<RawLogout>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogout {
+    pub(super) path: String,
+    pub(super) redirect: String,
+    pub(super) web_root: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -489,3 +489,16 @@ fn allow_lists_are_validated() {
     assert_eq!(error(r#"{"identity":{"preset":"oauth2-proxy","allowed_users":[]}}"#).field, "identity.allowed_users");
     assert_eq!(error(r#"{"identity":{"preset":"oauth2-proxy","allowed_groups":["ok",""]}}"#).field, "identity.allowed_groups[1]");
 }
+
+#[test]
+fn logout_is_validated() {
+    let logout = parse(r#"{"logout":{"path":"/kiali/logout","redirect":"/oauth2/sign_out?rd=%2Fkiali%2F"}}"#)
+        .unwrap()
+        .logout
+        .unwrap();
+    assert_eq!(logout.web_root, "/kiali");
+    assert_eq!(error(r#"{"logout":{"path":"kiali/logout","redirect":"/x"}}"#).field, "logout.path");
+    assert_eq!(error(r#"{"logout":{"path":"/l","redirect":"/x","web_root":"/a b"}}"#).field, "logout.web_root");
+    assert_eq!(error(r#"{"logout":{"path":"/l","redirect":"/x\r\nSet-Cookie: a=b"}}"#).field, "logout.redirect");
+    assert_eq!(error(r#"{"logout":{"path":"/l"}}"#).field, "logout.redirect");
+}
