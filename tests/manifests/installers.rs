@@ -55,7 +55,7 @@ fn every_selector_picks_this_kiali_from_either_installer_and_no_other_pod() {
         }
         let Some(selector) = pod_selector(&manifest) else { continue };
         checked += 1;
-        if !selector.as_object().is_some_and(|s| !s.is_empty()) {
+        if selector.as_object().is_none_or(|s| s.is_empty()) {
             errors.push(format!("{}: selects every pod", manifest.describe()));
             continue;
         }
