@@ -21,6 +21,8 @@ mod crds;
 mod envoy_files;
 mod files;
 mod installers;
+#[path = "../models/istio_releases.rs"]
+mod istio_releases;
 #[path = "../models/kiali_installers.rs"]
 mod kiali_installers;
 mod kubernetes;
@@ -29,6 +31,7 @@ mod paths;
 mod plugins;
 mod rbac;
 mod schema;
+mod versions;
 mod yaml;
 
 use kiali_header_auth::config::{FilterConfig, TokenSourceKind};
