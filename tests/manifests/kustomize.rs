@@ -102,15 +102,38 @@ fn kustomization_renders_every_resource_in_order_and_each_validates() {
 
 /// An overlay next to the repository that sets the image and digest, as a user would.
 fn overlay_with(url: &str, sha256: &str) -> Vec<Manifest> {
+    overlay_of("deploy", "kiali-header-auth", url, sha256)
+}
+
+/// An overlay on `base` (a directory of the repository) that sets the image and digest of the
+/// WasmPlugin `plugin`.
+fn overlay_of(base: &str, plugin: &str, url: &str, sha256: &str) -> Vec<Manifest> {
     let target = repo().join("target");
     fs::create_dir_all(&target).expect("target/");
     let dir = tempfile::tempdir_in(&target).expect("a temporary overlay directory");
-    // kustomize only accepts a relative path to a base: target/<tmp>/ -> ../../deploy
+    // kustomize only accepts a relative path to a base: target/<tmp>/ -> ../../<base>
     let kustomization = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../deploy\npatches:\n- target: {{group: extensions.istio.io, kind: WasmPlugin, name: kiali-header-auth}}\n  patch: |-\n    - op: replace\n      path: /spec/url\n      value: {url}\n    - op: replace\n      path: /spec/sha256\n      value: {sha256}\n"
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../{base}\npatches:\n- target: {{group: extensions.istio.io, kind: WasmPlugin, name: {plugin}}}\n  patch: |-\n    - op: replace\n      path: /spec/url\n      value: {url}\n    - op: replace\n      path: /spec/sha256\n      value: {sha256}\n"
     );
     fs::write(dir.path().join("kustomization.yaml"), kustomization).expect("write the overlay");
     kustomize(dir.path())
+}
+
+/// A user's overlay on the JWT variant sets the JWT plugin's image.
+#[test]
+fn an_overlay_on_the_jwt_variant_sets_the_jwt_plugins_image() {
+    let rendered = overlay_of(
+        "overlays/jwt",
+        "kiali-header-auth-jwt",
+        "oci://registry.example:5000/kiali-header-auth:1",
+        &format!("\"{}\"", "a".repeat(64)),
+    );
+    let errors = validate_rendered(&rendered);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let plugins: Vec<&Manifest> = rendered.iter().filter(|m| m.kind() == "WasmPlugin").collect();
+    assert_eq!(plugins.len(), 1);
+    assert_eq!(plugins[0].doc["spec"]["url"], "oci://registry.example:5000/kiali-header-auth:1");
+    assert_eq!(plugins[0].doc["spec"]["sha256"], "a".repeat(64));
 }
 
 #[test]
@@ -153,7 +176,8 @@ fn an_overlay_sets_image_and_digest_and_an_unquoted_digest_is_caught() {
 
 /// The ready-made overlays (overlays/: Helm instead of the operator, JWT mode, both) render, every
 /// object validates, exactly one filter plugin is installed (never the header and the JWT plugin
-/// together), it comes last, and the JWT component sets the image deploy/kustomization.yaml sets.
+/// together), it comes last, and the JWT plugin gets the image deploy/kustomization.yaml sets
+/// (the JWT component copies it from the header-mode plugin).
 #[test]
 fn every_overlay_renders_one_plugin_last_and_each_object_validates() {
     let base = kustomize(&repo().join("deploy"));
