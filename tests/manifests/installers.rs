@@ -172,3 +172,17 @@ fn ambient_is_marked_not_supported_and_nothing_suggests_a_shared_waypoint() {
         }
     }
 }
+
+/// README's reason for not supporting ambient names every requirement Istio's source imposes
+/// (tests/models/istio_ambient.rs).
+#[test]
+fn readmes_ambient_section_names_what_istio_would_need() {
+    let readme = read("README.md");
+    let start = readme.find("### Ambient mode").expect("README.md has an Ambient mode section");
+    let section = &readme[start..];
+    let section = &section[..section[4..].find("\n### ").map(|i| i + 4).unwrap_or(section.len())];
+    let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (what, phrase, source) in crate::istio_ambient::REQUIREMENTS {
+        assert!(section.contains(phrase), "README's ambient section misses {what} ({source})");
+    }
+}

@@ -21,6 +21,8 @@ mod crds;
 mod envoy_files;
 mod files;
 mod installers;
+#[path = "../models/istio_ambient.rs"]
+mod istio_ambient;
 #[path = "../models/istio_releases.rs"]
 mod istio_releases;
 #[path = "../models/kiali_installers.rs"]
