@@ -239,6 +239,10 @@ pub fn proto_merge(dst: &mut Map<String, Value>, src: &Map<String, Value>) {
     }
 }
 
+/// istiod turns the patch value into a Cluster with `xds.BuildXDSObjectFromStruct(.., false)`
+/// (pilot/pkg/model/envoyfilter.go): non-strict, so it DROPS fields it does not know where the
+/// test's Envoy rejects them; the test is the stricter of the two.
+///
 /// pilot/pkg/networking/core/envoyfilter/cluster_patch.go `ApplyClusterMerge` for one patch: a
 /// patch carrying `transport_socket` goes through `mergeTransportSocketCluster` instead (not
 /// modelled: none is shipped, and the model refuses it rather than guess).
