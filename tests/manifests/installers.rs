@@ -186,3 +186,32 @@ fn readmes_ambient_section_names_what_istio_would_need() {
         assert!(section.contains(phrase), "README's ambient section misses {what} ({source})");
     }
 }
+
+/// The Helm values shipped for Helm installs say what the Kiali CR patch says, and both set only
+/// keys the installers read (tests/models/kiali_installers.rs SETTINGS).
+#[test]
+fn the_helm_values_are_the_kiali_cr_patch_and_both_set_only_known_keys() {
+    let manifests = top_level_deploy_manifests();
+    let patch = one(&manifests, "Kiali");
+    let values = crate::files::yaml_file("overlays/helm/kiali-values.yaml");
+    assert_eq!(values, patch.doc["spec"], "overlays/helm/kiali-values.yaml and deploy/kiali-cr-patch.yaml's spec differ");
+    fn leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) if !prefix.ends_with("pod_labels") && !prefix.ends_with("pod_annotations") => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    leaves(child, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let mut set = Vec::new();
+    leaves(&values, "", &mut set);
+    for key in &set {
+        assert!(
+            crate::kiali_installers::SETTINGS.contains(&key.as_str()),
+            "{key}: not a setting both installers are known to read"
+        );
+    }
+}

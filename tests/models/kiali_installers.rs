@@ -91,6 +91,17 @@ impl Installer {
     }
 }
 
+/// The settings keys (dotted paths) kiali-header-auth sets, which both installers read under the
+/// same names: helm-charts kiali-server/values.yaml (`auth.strategy`, `deployment.pod_labels`,
+/// `deployment.pod_annotations`, `deployment.network_policy.enabled`) and the operator's
+/// roles/default/kiali-deploy/defaults/main.yml (the same keys under the CR's `spec`).
+pub const SETTINGS: &[&str] = &[
+    "auth.strategy",
+    "deployment.pod_labels",
+    "deployment.pod_annotations",
+    "deployment.network_policy.enabled",
+];
+
 /// The labels of a pod that is NOT this Kiali but carries `app: kiali`: another Kiali instance in
 /// another namespace (a second operator-managed CR, a team's own Kiali), which Istio's root
 /// namespace would also reach.
