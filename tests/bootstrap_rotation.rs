@@ -5,12 +5,15 @@
 //! file, rename) and revokes the old token while requests flow and 3-second tokens refresh.
 
 mod common;
+#[path = "models/istio_cluster.rs"]
+mod istio_cluster;
+#[path = "models/kiali_installers.rs"]
+mod kiali_installers;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Deserialize as _;
 
 use common::*;
 use harness::bootstrap_token::BootstrapToken;
@@ -177,51 +180,150 @@ fn rotating_the_bootstrap_token_file_reaches_every_later_fetch_without_a_restart
 }
 
 const ISTIO_BOOTSTRAP_DIR: &str = "/var/run/secrets/kiali-header-auth";
+/// The `kubernetes` Service in `default`: its only port, 443, is named `https`.
+const API_HOST: &str = "kubernetes.default.svc.cluster.local";
 
-/// Istio's EnvoyFilter MERGE, for the maps this patch touches: keys of `patch` go into `target`,
-/// recursively.
-fn merge(target: &mut serde_yaml::Value, patch: &serde_yaml::Value) {
-    match (target.as_mapping_mut(), patch.as_mapping()) {
-        (Some(target), Some(patch)) => {
-            for (key, value) in patch {
-                match target.get_mut(key) {
-                    Some(existing) if existing.is_mapping() && value.is_mapping() => {
-                        merge(existing, value)
-                    }
-                    _ => {
-                        target.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
+fn yaml_documents(relative: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(harness::paths::repo_root().join(relative)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| {
+            let value = <serde_yaml::Value as serde::Deserialize>::deserialize(doc).unwrap();
+            serde_json::to_value(value).unwrap()
+        })
+        .filter(|doc| !doc.is_null())
+        .collect()
 }
 
-/// What Istio would run on Kiali's sidecar, without Istio: the EnvoyFilter's patch merged into
-/// the token cluster of a plain bootstrap, and the SDS resource from the ConfigMap in deploy/,
-/// with the pod's paths moved to a temporary directory.
+/// Every EnvoyFilter the repository ships (any YAML file under deploy/), with the pod's paths
+/// moved to `local`.
+fn shipped_envoy_filters(local: &dyn Fn(&str) -> String) -> Vec<serde_json::Value> {
+    let root = harness::paths::repo_root();
+    let filters: Vec<serde_json::Value> = harness::paths::repository_files()
+        .into_iter()
+        .filter(|p| p.starts_with(root.join("deploy")) && p.extension().is_some_and(|e| e == "yaml"))
+        .flat_map(|p| yaml_documents(&p.strip_prefix(&root).unwrap().to_string_lossy()))
+        .filter(|doc| doc["kind"] == "EnvoyFilter")
+        .map(|doc| serde_json::from_str(&local(&doc.to_string())).unwrap())
+        .collect();
+    assert!(!filters.is_empty(), "deploy/ ships the credential injector EnvoyFilter");
+    filters
+}
+
+/// Istio's cluster for the API server on Kiali's sidecar (the TLS settings of
+/// deploy/04-kubernetes-api-destinationrule.yaml), with every shipped CLUSTER patch that applies
+/// to Kiali's pod merged in as istiod merges it.
+fn istio_token_cluster(filters: &[serde_json::Value]) -> serde_json::Value {
+    let rule = yaml_documents("deploy/04-kubernetes-api-destinationrule.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "DestinationRule")
+        .expect("the DestinationRule");
+    assert_eq!(rule["spec"]["host"], API_HOST);
+    let tls = istio_cluster::ClientTls::from_destination_rule(&rule);
+    let mut cluster =
+        istio_cluster::outbound_tls_cluster(API_HOST, 443, "https", ("kubernetes", "default"), &tls);
+    assert_eq!(cluster["name"], TOKEN_CLUSTER);
+    assert!(
+        cluster.get("typed_extension_protocol_options").is_none(),
+        "Istio gives a TLS port's cluster no HttpProtocolOptions"
+    );
+    for installer in kiali_installers::INSTALLERS {
+        let mut merged = cluster.clone();
+        let labels = installer.pod_labels(kiali_installers::DEFAULT_INSTANCE);
+        let applied = istio_cluster::apply_envoy_filters(&mut merged, filters, &labels);
+        assert_eq!(applied, 1, "{}: one credential injector on Kiali's token cluster", installer.name());
+        if installer == kiali_installers::Installer::Operator {
+            cluster = merged;
+        }
+    }
+    cluster
+}
+
+/// A self-signed CA and a server certificate for `kubernetes.default.svc` (what the API server
+/// presents to in-cluster clients), made with openssl: (ca.crt, server.crt, server.key).
+fn api_server_certificates(dir: &std::path::Path) -> (String, String, String) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"];
+    run(&[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=kubernetes-ca"]].concat());
+    run(&[&["req", "-x509", "-CA", "ca.crt", "-CAkey", "ca.key"][..], &ec, &[
+        "-keyout", "server.key", "-out", "server.crt", "-subj", "/CN=kube-apiserver",
+        "-addext", "subjectAltName=DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local",
+    ]].concat());
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    (file("ca.crt"), file("server.crt"), file("server.key"))
+}
+
+fn write_bootstrap(dir: &std::path::Path, bootstrap: &serde_json::Value) -> std::path::PathBuf {
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, serde_json::to_string_pretty(bootstrap).unwrap()).unwrap();
+    path
+}
+
+/// Validation alone, the cluster and its CA secret in an otherwise empty bootstrap.
+fn validate_cluster(dir: &std::path::Path, cluster: serde_json::Value, secret: serde_json::Value) -> Result<(), String> {
+    let bootstrap = serde_json::json!({
+        "node": { "id": "sidecar~10.0.0.1~kiali.istio-system~istio-system.svc.cluster.local", "cluster": "kiali.istio-system" },
+        "static_resources": { "clusters": [cluster], "secrets": [secret] },
+    });
+    harness::envoy::validate(&write_bootstrap(dir, &bootstrap))
+}
+
+/// Issue 20, breaker 1: Istio's cluster for the API server (a TLS port) has no
+/// HttpProtocolOptions, and MERGE replaces the map entry whole, so the patch must carry
+/// `explicit_http_config` or Envoy rejects the cluster. The negative control merges the patch as
+/// shipped before the fix (no explicit_http_config) and sees Envoy refuse it.
+#[test]
+fn every_shipped_cluster_patch_merged_into_istios_tls_cluster_passes_envoy_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = BootstrapToken::create(dir.path()).unwrap();
+    let local = |text: &str| text.replace(ISTIO_BOOTSTRAP_DIR, &bootstrap.dir().to_string_lossy());
+    let ca = harness::paths::repo_root().join("tests/fixtures/test-ca.crt").to_string_lossy().into_owned();
+    let api: std::net::SocketAddr = "127.0.0.1:6443".parse().unwrap();
+
+    let filters = shipped_envoy_filters(&local);
+    let mut cluster = istio_token_cluster(&filters);
+    let secret = istio_cluster::runnable(&mut cluster, api, &ca);
+    validate_cluster(dir.path(), cluster, secret).unwrap_or_else(|e| panic!("{e}"));
+
+    // The patch as shipped before the fix.
+    let mut old = filters.clone();
+    for filter in &mut old {
+        for patch in filter["spec"]["configPatches"].as_array_mut().unwrap() {
+            if let Some(options) = patch["patch"]["value"]["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+                .as_object_mut()
+            {
+                options.remove("explicit_http_config");
+            }
+        }
+    }
+    let mut cluster = istio_token_cluster(&old);
+    let secret = istio_cluster::runnable(&mut cluster, api, &ca);
+    let error = validate_cluster(dir.path(), cluster, secret).expect_err("Envoy must refuse it");
+    assert!(error.contains("upstream_protocol_options"), "{error}");
+}
+
+/// What Istio would run on Kiali's sidecar, without Istio: Istio's TLS cluster for the API server
+/// with the shipped EnvoyFilter merged in, the SDS resource from the ConfigMap in deploy/, the
+/// pod's paths moved to a temporary directory, and an API server stand-in behind TLS (a second
+/// listener of the same Envoy terminating TLS with a certificate for kubernetes.default.svc, in
+/// front of the token service). The filter's TokenRequest goes over that cluster: TLS with the
+/// DestinationRule's SNI, SAN and CA, and the bootstrap token from the injector, rotated.
 #[test]
 fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy() {
-    let root = harness::paths::repo_root();
     let dir = tempfile::tempdir().unwrap();
     let mut bootstrap = BootstrapToken::create(dir.path()).unwrap();
-    let local = |text: &str| text.replace(ISTIO_BOOTSTRAP_DIR, &bootstrap.dir().to_string_lossy());
+    let token_dir = bootstrap.dir().to_string_lossy().into_owned();
+    let local = move |text: &str| text.replace(ISTIO_BOOTSTRAP_DIR, &token_dir);
 
-    let requester = std::fs::read_to_string(root.join("deploy/03-token-requester.yaml")).unwrap();
-    let config_map = serde_yaml::Deserializer::from_str(&requester)
-        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
-        .find(|doc| doc["kind"] == "ConfigMap")
+    let config_map = yaml_documents("deploy/03-token-requester.yaml")
+        .into_iter()
+        .find(|doc| doc["kind"] == "ConfigMap" && doc["data"].get("sds.yaml").is_some())
         .expect("the SDS ConfigMap");
     let sds = local(config_map["data"]["sds.yaml"].as_str().unwrap());
     harness::bootstrap_token::replace_file(&bootstrap.sds_file(), sds.as_bytes()).unwrap();
-
-    let filter_text =
-        std::fs::read_to_string(root.join("deploy/istio/envoyfilter-credential-injector.yaml"))
-            .unwrap();
-    let filter: serde_yaml::Value = serde_yaml::from_str(&local(&filter_text)).unwrap();
-    let patch = &filter["spec"]["configPatches"][0];
-    assert_eq!(patch["match"]["cluster"]["name"], TOKEN_CLUSTER);
 
     let tokens = TokenService::start();
     tokens.set_required_bearer(Some(bootstrap.current()));
@@ -229,23 +331,48 @@ fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy
         lifetime: Duration::from_secs(3),
     });
     let upstream = EchoUpstream::start();
-    let config = EnvoyConfig::proxy(upstream.addr())
-        .token_cluster(TOKEN_CLUSTER, tokens.addr())
-        .filter(wasm_filter(CONFIG));
-    let mut rendered: serde_yaml::Value = serde_yaml::from_str(&config.render()).unwrap();
-    rendered.as_mapping_mut().unwrap().insert(
-        "node".into(),
-        serde_yaml::from_str(r#"{ id: "sidecar", cluster: "kiali" }"#).unwrap(),
-    );
-    let cluster = rendered["static_resources"]["clusters"]
-        .as_sequence_mut()
-        .unwrap()
-        .iter_mut()
-        .find(|c| c["name"] == TOKEN_CLUSTER)
-        .unwrap();
-    merge(cluster, &patch["patch"]["value"]);
-    let config_path = dir.path().join("envoy.yaml");
-    std::fs::write(&config_path, serde_yaml::to_string(&rendered).unwrap()).unwrap();
+    let certificates = tempfile::tempdir().unwrap();
+    let (ca, server_cert, server_key) = api_server_certificates(certificates.path());
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], harness::ports::free_port()));
+
+    let mut cluster = istio_token_cluster(&shipped_envoy_filters(&local));
+    let secret = istio_cluster::runnable(&mut cluster, api, &ca);
+    let config = EnvoyConfig::proxy(upstream.addr()).filter(wasm_filter(CONFIG));
+    let mut rendered = config.bootstrap();
+    rendered["node"] = serde_json::json!({ "id": "sidecar~127.0.0.1~kiali.istio-system~istio-system.svc.cluster.local", "cluster": "kiali.istio-system" });
+    let resources = &mut rendered["static_resources"];
+    resources["secrets"] = serde_json::json!([secret]);
+    let clusters = resources["clusters"].as_array_mut().unwrap();
+    clusters.push(cluster);
+    clusters.push(serde_json::json!({
+        "name": "api-server-stand-in", "type": "STATIC", "connect_timeout": "2s",
+        "load_assignment": { "cluster_name": "api-server-stand-in", "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": {
+            "socket_address": { "address": "127.0.0.1", "port_value": tokens.addr().port() } } } }] }] },
+    }));
+    resources["listeners"].as_array_mut().unwrap().push(serde_json::json!({
+        "name": "api-server-tls",
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": api.port() } },
+        "enable_reuse_port": false,
+        "filter_chains": [{
+            "transport_socket": { "name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                "common_tls_context": { "tls_certificates": [{
+                    "certificate_chain": { "filename": server_cert },
+                    "private_key": { "filename": server_key },
+                }] },
+            } },
+            "filters": [{ "name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "api_server",
+                "route_config": { "virtual_hosts": [{ "name": "api", "domains": ["*"], "routes": [{
+                    "match": { "prefix": "/" }, "route": { "cluster": "api-server-stand-in" } }] }] },
+                "http_filters": [{ "name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } }],
+            } }],
+        }],
+    }));
+    let config_path = write_bootstrap(dir.path(), &rendered);
+    harness::envoy::validate(&config_path).unwrap_or_else(|e| panic!("{e}"));
     let launch =
         harness::envoy::Launch::new(&config_path, config.listener_port, config.admin_port);
     let envoy = Envoy::spawn(launch).unwrap();
@@ -275,4 +402,12 @@ fn the_istio_envoyfilter_and_configmap_inject_the_rotating_token_in_a_real_envoy
         !reviews.is_empty() && reviews.iter().all(|r| r.allowed == Some(true)),
         "{reviews:?}"
     );
+    // The fetches went over TLS, checked against the DestinationRule's CA and SAN.
+    let stats = envoy.stats();
+    let handshakes = stats
+        .iter()
+        .find(|(name, _)| name.starts_with(&format!("cluster.{TOKEN_CLUSTER}.")) && name.ends_with(".ssl.handshake"))
+        .map(|(_, v)| *v)
+        .unwrap_or(0);
+    assert!(handshakes >= 1, "{:?}", stats.keys().filter(|k| k.contains("ssl")).collect::<Vec<_>>());
 }

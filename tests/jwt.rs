@@ -269,7 +269,7 @@ fn deploy_examples_configure_jwt_mode_and_the_role_allows_their_extras() {
             .collect()
     };
 
-    let plugin = &read_yaml("deploy/istio/jwt-wasmplugin.yaml")[0];
+    let plugin = &read_yaml("deploy/components/jwt/jwt-wasmplugin.yaml")[0];
     assert_eq!(plugin["spec"]["phase"].as_str(), Some("AUTHZ"), "jwt_authn runs before AUTHZ only");
     let istio_config = serde_json::to_string(&plugin["spec"]["pluginConfig"]).unwrap();
     let envoy_bootstrap = std::fs::read_to_string(root.join("deploy/envoy/envoy-jwt.yaml")).unwrap();

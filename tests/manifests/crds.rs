@@ -408,14 +408,13 @@ fn types_required_fields_and_bounds_are_enforced() {
     );
     let many = "  - kind: Service\n    group: \"\"\n    name: kiali\n".repeat(17);
     assert_rejected(
-        &edited(
-            crate::AMBIENT_WASMPLUGIN,
-            "  - kind: Service\n    group: \"\"\n    name: kiali\n",
-            &many,
-        ),
+        &edited(WASMPLUGIN, SELECTOR, &format!("  targetRefs:\n{many}")),
         &["spec.targetRefs: [", "has more than 16 items"],
     );
 }
+
+/// The selector block of deploy/istio/wasmplugin.yaml, which the fixtures swap for targetRefs.
+const SELECTOR: &str = "  selector:\n    matchLabels:\n      app: kiali\n      app.kubernetes.io/instance: kiali   # this Kiali only (deployment.instance_name)\n";
 
 #[test]
 fn cel_rules_and_list_types_are_enforced() {
@@ -455,9 +454,9 @@ fn cel_rules_and_list_types_are_enforced() {
     );
     assert_rejected(
         &edited(
-            crate::AMBIENT_WASMPLUGIN,
-            "    name: kiali\n",
-            "    name: kiali\n    namespace: other\n",
+            WASMPLUGIN,
+            SELECTOR,
+            "  targetRefs:\n  - kind: Service\n    group: \"\"\n    name: kiali\n    namespace: other\n",
         ),
         &["spec.targetRefs[0].namespace: cross namespace referencing is not currently supported"],
     );

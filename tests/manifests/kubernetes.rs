@@ -10,7 +10,7 @@ use crate::files::Manifest;
 pub const CLUSTER_SCOPED: &[&str] = &["Namespace", "ClusterRole", "ClusterRoleBinding"];
 
 /// Files that are not Kubernetes objects even though they carry apiVersion and kind.
-pub const NOT_OBJECTS: &[&str] = &["Kustomization"];
+pub const NOT_OBJECTS: &[&str] = &["Kustomization", "Component"];
 
 pub fn is_dns_label(text: &str) -> bool {
     !text.is_empty()

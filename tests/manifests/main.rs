@@ -7,7 +7,11 @@
 //!   is validated against it (`schema`: JSON Schema via the `jsonschema` crate, undeclared fields
 //!   rejected where the API server would prune them; `cel`: the CRDs' CEL rules and list types),
 //!   and every plugin configuration embedded in one goes through the filter's own validator;
-//! - `plugins`: the WasmPlugin, TrafficExtension and ambient variants say the same thing;
+//! - `plugins`: the WasmPlugin and TrafficExtension say the same thing;
+//! - `installers`: selectors, the token RoleBinding and the Kiali CR patch against the way the
+//!   Helm chart and the operator build Kiali's pod (tests/models/kiali_installers.rs);
+//! - `paths`: every repository path named in README.md, deploy/README.md and YAML comments exists,
+//!   and the top-level wasmplugin.yaml is deploy/istio/wasmplugin.yaml;
 //! - `rbac`: least privilege and the cross-references between `deploy/*.yaml` and the plugin;
 //! - `kustomize`: `kubectl kustomize deploy/` renders, and every rendered object validates;
 //! - `envoy_files`: the Envoy configurations, docker-compose.yaml and the Dockerfile.
@@ -16,11 +20,20 @@ mod cel;
 mod crds;
 mod envoy_files;
 mod files;
+mod installers;
+#[path = "../models/istio_ambient.rs"]
+mod istio_ambient;
+#[path = "../models/istio_releases.rs"]
+mod istio_releases;
+#[path = "../models/kiali_installers.rs"]
+mod kiali_installers;
 mod kubernetes;
 mod kustomize;
+mod paths;
 mod plugins;
 mod rbac;
 mod schema;
+mod versions;
 mod yaml;
 
 use kiali_header_auth::config::{FilterConfig, TokenSourceKind};
@@ -28,7 +41,7 @@ use serde_json::Value;
 
 pub const WASMPLUGIN: &str = "deploy/istio/wasmplugin.yaml";
 pub const TRAFFIC_EXTENSION: &str = "deploy/istio/trafficextension.yaml";
-pub const AMBIENT_WASMPLUGIN: &str = "deploy/istio/ambient/wasmplugin.yaml";
+pub const JWT_WASMPLUGIN: &str = "deploy/components/jwt/jwt-wasmplugin.yaml";
 pub const SERVICE_ACCOUNT_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
 /// The EnvoyFilter that puts the rotated bootstrap token on the sidecar's token cluster.
 pub const CREDENTIAL_INJECTOR: &str = "deploy/istio/envoyfilter-credential-injector.yaml";

@@ -1,12 +1,12 @@
-//! The shipped plugin resources: the sidecar WasmPlugin, its TrafficExtension twin and the
-//! ambient (waypoint) WasmPlugin say the same thing, aimed at Kiali only.
+//! The shipped plugin resources: the sidecar WasmPlugin, its TrafficExtension twin and the JWT
+//! variant's WasmPlugin, aimed at Kiali only.
 
 use kiali_header_auth::config::{Mode, TokenSourceKind};
 use serde_json::{json, Value};
 
 use crate::files::{read, yaml_file};
 use crate::{
-    wasmplugin, wasmplugin_config, AMBIENT_WASMPLUGIN, BOOTSTRAP_DIR, CREDENTIAL_INJECTOR,
+    wasmplugin, wasmplugin_config, BOOTSTRAP_DIR, CREDENTIAL_INJECTOR, JWT_WASMPLUGIN,
     TRAFFIC_EXTENSION, WASMPLUGIN,
 };
 
@@ -16,7 +16,7 @@ fn wasmplugin_targets_kiali_inbound_only() {
     let spec = &plugin["spec"];
     assert_eq!(
         spec["selector"],
-        json!({ "matchLabels": { "app": "kiali" } })
+        json!({ "matchLabels": { "app": "kiali", "app.kubernetes.io/instance": "kiali" } })
     );
     assert!(spec.get("targetRef").is_none() && spec.get("targetRefs").is_none());
     assert_eq!(spec["phase"], "AUTHN");
@@ -42,10 +42,7 @@ fn shipped_image_follows_the_crate_version_and_says_how_to_pin_it() {
             TRAFFIC_EXTENSION,
             yaml_file(TRAFFIC_EXTENSION)["spec"]["wasm"].clone(),
         ),
-        (
-            AMBIENT_WASMPLUGIN,
-            yaml_file(AMBIENT_WASMPLUGIN)["spec"].clone(),
-        ),
+        (JWT_WASMPLUGIN, yaml_file(JWT_WASMPLUGIN)["spec"].clone()),
     ] {
         assert_eq!(
             wasm["url"],
@@ -119,14 +116,7 @@ fn no_plugin_holds_a_credential_and_the_token_cluster_injects_one() {
             TRAFFIC_EXTENSION,
             yaml_file(TRAFFIC_EXTENSION)["spec"]["wasm"].clone(),
         ),
-        (
-            AMBIENT_WASMPLUGIN,
-            yaml_file(AMBIENT_WASMPLUGIN)["spec"].clone(),
-        ),
-        (
-            "deploy/istio/jwt-wasmplugin.yaml",
-            yaml_file("deploy/istio/jwt-wasmplugin.yaml")["spec"].clone(),
-        ),
+        (JWT_WASMPLUGIN, yaml_file(JWT_WASMPLUGIN)["spec"].clone()),
     ] {
         assert!(
             wasm["pluginConfig"]["token_source"]["credential_env"].is_null(),
@@ -203,42 +193,6 @@ fn traffic_extension_is_the_wasmplugin_in_the_new_api() {
         .map(|o| o.keys().collect())
         .unwrap_or_default();
     assert_eq!(spec_fields, ["match", "phase", "selector", "wasm"]);
-}
-
-#[test]
-fn ambient_plugin_attaches_to_kialis_service_with_the_same_configuration() {
-    let plugin = wasmplugin();
-    let ambient = yaml_file(AMBIENT_WASMPLUGIN);
-    let spec = &ambient["spec"];
-    assert_eq!(
-        spec["targetRefs"],
-        json!([{ "kind": "Service", "group": "", "name": "kiali" }])
-    );
-    assert!(
-        spec.get("selector").is_none(),
-        "a waypoint is attached by targetRefs, not selector"
-    );
-    assert_eq!(
-        ambient["metadata"]["namespace"], plugin["metadata"]["namespace"],
-        "Istio resolves targetRefs in the resource's own namespace: Kiali's"
-    );
-    assert_ne!(ambient["metadata"]["name"], plugin["metadata"]["name"]);
-    for field in [
-        "phase",
-        "failStrategy",
-        "url",
-        "sha256",
-        "imagePullPolicy",
-        "vmConfig",
-        "pluginConfig",
-    ] {
-        assert_eq!(spec[field], plugin["spec"][field], "spec.{field}");
-    }
-    // In a waypoint, source.principal is the client's identity over HBONE: the same gateway.
-    assert_eq!(
-        spec["pluginConfig"]["trusted_peers"]["principals"],
-        json!(["spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"])
-    );
 }
 
 /// Issue 11: no file in the repository configures a static bootstrap secret: no long-lived

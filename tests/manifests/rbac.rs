@@ -217,10 +217,11 @@ fn deploy_token_role_only_creates_tokens_for_the_impersonator() {
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        subjects_of(bindings[0]),
-        vec![(plugin_namespace, "kiali".to_string())]
-    );
+    // The operator's ServiceAccount (deploy/ is the operator install; overlays/helm renames it:
+    // tests/manifests/installers.rs).
+    let operator = crate::kiali_installers::Installer::Operator
+        .service_account(crate::kiali_installers::DEFAULT_INSTANCE);
+    assert_eq!(subjects_of(bindings[0]), vec![(plugin_namespace, operator)]);
 }
 
 #[test]
