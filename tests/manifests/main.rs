@@ -33,6 +33,7 @@ mod paths;
 mod plugins;
 mod rbac;
 mod schema;
+mod standalone;
 mod versions;
 mod yaml;
 
