@@ -494,3 +494,31 @@ fn logout_redirects_and_expires_kialis_session_cookies() {
     // Any other path is forwarded as before.
     assert_eq!(chain.believed(&send(&chain.envoy, &alice())).name, "alice");
 }
+
+/// Defect 3 of issue 19, second half: the RBAC self-check asks about exactly the extra keys the
+/// API server decodes through Kiali and client-go, so "allowed" there means allowed here.
+#[test]
+fn the_rbac_self_check_asks_about_the_keys_the_api_server_sees() {
+    use harness::apiserver::{ImpersonationRules, PolicyRule};
+    let fields = r#""identity":{"preset":"oauth2-proxy","extra_headers":{"Acme.com-Team":"x-team","email":"x-forwarded-email"}},"rbac_check":"warn""#;
+    let granted = ImpersonationRules::from_rules(vec![
+        PolicyRule::impersonate(&[""], &["users", "groups"]),
+        PolicyRule::impersonate(&["authentication.k8s.io"], &["userextras/email", "userextras/acme.com-team"]),
+    ]);
+    let chain = Chain::start_with_rules(fields, Vec::new(), Some(granted));
+    let believed = chain.believed(&send(&chain.envoy, &alice().header("X-Team", "blue")));
+    assert_eq!(wait_stat(&chain.envoy, "rbac_check.allowed", 4), 4);
+    let asked: Vec<String> = chain
+        .tokens
+        .reviews()
+        .reviews()
+        .iter()
+        .filter(|review| review.api_group == "authentication.k8s.io")
+        .map(|review| review.resource.clone())
+        .collect();
+    let seen: Vec<String> = believed.extra.keys().map(|key| format!("userextras/{key}")).collect();
+    assert_eq!(seen, vec!["userextras/acme.com-team", "userextras/email"]);
+    for resource in &seen {
+        assert!(asked.contains(resource), "the self-check never asked about {resource}: {asked:?}");
+    }
+}
