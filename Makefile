@@ -43,19 +43,19 @@ wasm: toolchain
 	@ls -l $(WASM) | awk '{print "built " $$9 " (" $$5 " bytes)"}'
 
 run: wasm envoy
-	ENVOY_BIN=$(ENVOY) cargo run --quiet --release -p harness --bin demo -- --envoy-config envoy.yaml --curl-header 'X-Forwarded-User: alice' --curl-header 'X-Forwarded-Groups: dev,ops'
+	ENVOY_BIN=$(ENVOY) cargo run --quiet --profile e2e -p harness --bin demo -- --envoy-config envoy.yaml --curl-header 'X-Forwarded-User: alice' --curl-header 'X-Forwarded-Groups: dev,ops'
 
 # The same demo with the identity taken from a JWT that Envoy's jwt_authn verified (envoy-jwt.yaml):
 # the ready-to-paste curl carries a token signed by the demo issuer (harness --bin demo-token).
 run-jwt: wasm envoy
-	ENVOY_BIN=$(ENVOY) cargo run --quiet --release -p harness --bin demo -- --envoy-config envoy-jwt.yaml --curl-header "Authorization: Bearer $$(cargo run --quiet --release -p harness --bin demo-token)" --curl-header 'X-Forwarded-User: mallory'
+	ENVOY_BIN=$(ENVOY) cargo run --quiet --profile e2e -p harness --bin demo -- --envoy-config envoy-jwt.yaml --curl-header "Authorization: Bearer $$(cargo run --quiet --profile e2e -p harness --bin demo-token)" --curl-header 'X-Forwarded-User: mallory'
 
 unit:
-	cargo test --workspace --lib --bins
+	cargo test --profile e2e --workspace --lib --bins
 
 # Every Envoy bootstrap in the repository, through `envoy --mode validate` (tests/config_files.rs).
 validate: envoy wasm
-	ENVOY_BIN=$(ENVOY) cargo test --release --test config_files
+	ENVOY_BIN=$(ENVOY) cargo test --profile e2e --test config_files
 
 # Real clients the end-to-end tests drive: curl (HTTP/2, and mTLS with openssl's certificates), kubectl (and its kustomize), and the
 # image tools below (tests/image.rs pushes through a real registry). Installed where missing.
@@ -72,7 +72,7 @@ image-tools:
 	[ -z "$$missing" ] || { apt-get update -qq && apt-get install -y -qq $$missing; }
 
 e2e: wasm envoy tools
-	ENVOY_BIN=$(ENVOY) cargo test --release --workspace --tests -- --test-threads=2
+	ENVOY_BIN=$(ENVOY) cargo test --profile e2e --workspace --tests -- --test-threads=2
 
 test: unit validate e2e lint
 
@@ -95,13 +95,13 @@ test-envoy-matrix: wasm tools $(foreach v,$(ENVOY_MATRIX),$(ROOT)/.venv-envoy-$(
 	  bin=$$(cat $(ROOT)/.venv-envoy-$$v/.envoy-installed); \
 	  $$bin --version | grep -q "/$$v/" || { echo "$$bin is not Envoy $$v: $$($$bin --version)"; exit 1; }; \
 	  echo "== Envoy $$v ($$bin)"; start=$$(date +%s); \
-	  ENVOY_BIN=$$bin cargo test --release $(addprefix --test ,$(ENVOY_SUITES)) -- --test-threads=2 || exit 1; \
+	  ENVOY_BIN=$$bin cargo test --profile e2e $(addprefix --test ,$(ENVOY_SUITES)) -- --test-threads=2 || exit 1; \
 	  echo "== Envoy $$v: passed in $$(( $$(date +%s) - start )) s"; \
 	done
 
 # A minute of concurrent load with 3-second tokens and failing fetches (tests/soak.rs).
 soak: wasm envoy
-	ENVOY_BIN=$(ENVOY) cargo test --release --test soak -- --ignored --nocapture
+	ENVOY_BIN=$(ENVOY) cargo test --profile e2e --test soak -- --ignored --nocapture
 
 bench: wasm envoy
 	ENVOY_BIN=$(ENVOY) bench/run.sh --instructions
