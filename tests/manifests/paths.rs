@@ -35,6 +35,12 @@ fn repository_paths(text: &str, file: &Path) -> Vec<(String, bool)> {
             let last = token.rsplit('/').next().unwrap_or("");
             let directory = !last.contains('.');
             let ours = OURS.iter().any(|e| last.ends_with(e));
+            // A `../` path that leaves the repository (`../shared/...`, material beside the
+            // checkout on the team's machines) is not ours to check: a fresh clone elsewhere
+            // does not have it.
+            if first == ".." && !stays_inside(&root, file.parent().unwrap_or(&root), &token) {
+                return None;
+            }
             let anchored = first == ".."
                 || (ours && bases.iter().any(|b| !first.is_empty() && b.join(first).exists()))
                 || (directory && !first.is_empty() && root.join(first).exists());
@@ -44,6 +50,21 @@ fn repository_paths(text: &str, file: &Path) -> Vec<(String, bool)> {
             })
         })
         .collect()
+}
+
+/// Whether `relative`, taken from `dir`, names something inside `root` (lexically: `..` pops).
+fn stays_inside(root: &Path, dir: &Path, relative: &str) -> bool {
+    let mut parts: Vec<std::ffi::OsString> = dir.components().map(|c| c.as_os_str().to_owned()).collect();
+    for part in relative.split('/') {
+        match part {
+            ".." => {
+                parts.pop();
+            }
+            "" | "." => {}
+            other => parts.push(other.into()),
+        }
+    }
+    parts.iter().collect::<std::path::PathBuf>().starts_with(root)
 }
 
 /// The comment lines of a YAML file (`#` to the end of the line).
