@@ -115,8 +115,17 @@ pub fn filter_outcome(config: &FilterConfig, request: &Request) -> Outcome {
         remove.iter().any(|r| r.eq_ignore_ascii_case(name))
             || (authorization.is_some() && name.eq_ignore_ascii_case("authorization"))
     };
-    let mut headers: Vec<(String, String)> =
-        request.headers.iter().filter(|(name, _)| !removed(name)).cloned().collect();
+    // As Envoy's HTTP/1.1 codec writes them to Kiali: `:authority` as `host`, no other pseudo-header.
+    let mut headers: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| !removed(name))
+        .filter_map(|(name, value)| match name.as_str() {
+            ":authority" => Some(("host".to_string(), value.clone())),
+            pseudo if pseudo.starts_with(':') => None,
+            _ => Some((name.clone(), value.clone())),
+        })
+        .collect();
     headers.extend(add.iter().cloned());
     if let Some(value) = &authorization {
         headers.push(("authorization".to_string(), value.clone()));

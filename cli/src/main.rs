@@ -90,6 +90,13 @@ fn warning_code(code: &str) -> Result<String, String> {
     }
 }
 
+/// Writes results to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
 /// A failure with its exit code and the message for stderr.
 struct Failure(i32, String);
 
@@ -122,12 +129,12 @@ fn run_check(files: &[String], strict: bool, allow: &[String], output: Output) -
     let texts = input::read_inputs(files).map_err(|e| Failure(EXIT_USAGE, e))?;
     let report = check::check(input::scan(&texts), strict, allow);
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()));
     } else {
         let (mut out, mut err) = (String::new(), String::new());
         check::render_text(&report, &mut out, &mut err);
         eprint!("{err}");
-        print!("{out}");
+        emit(&out);
     }
     if report.ok {
         Ok(())
@@ -203,15 +210,15 @@ fn run_explain(
     };
     let explanation = explain::explain(&origin, &config, &request, &rules, &rules_from);
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&explanation).unwrap_or_default());
+        emit(&format!("{}\n", serde_json::to_string_pretty(&explanation).unwrap_or_default()));
     } else {
-        print!("{}", render::explanation(&explanation));
+        emit(&render::explanation(&explanation));
     }
     Ok(())
 }
 
 fn run_rbac(files: &[String]) -> Result<(), Failure> {
     let configs = load(files, None)?;
-    print!("{}", rbac::cluster_role_yaml(&configs));
+    emit(&rbac::cluster_role_yaml(&configs));
     Ok(())
 }
