@@ -63,12 +63,12 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// (status, reason, body) of a refusal, or the `impersonate-*` lines and the other header names
-/// the upstream received.
+/// (status, reason, body) of a refusal, or the `impersonate-*` lines the upstream received and
+/// which of the request's other headers reached it.
 #[derive(Debug, PartialEq)]
 enum Seen {
     Refused(u64, String, String),
-    Forwarded(Vec<(String, String)>),
+    Forwarded(Vec<(String, String)>, Vec<(String, bool)>),
 }
 
 fn through_envoy(envoy: &Envoy, upstream: &EchoUpstream, case: &Case, token: Option<&str>) -> Seen {
@@ -87,19 +87,28 @@ fn through_envoy(envoy: &Envoy, upstream: &EchoUpstream, case: &Case, token: Opt
     }
     let seen = upstream.last().expect("the upstream got the request");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    for (name, _) in case.headers {
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("x-forwarded-") && !case.config.contains("jwt") {
-            assert!(seen.header(&lower).is_none(), "{}: Envoy forwarded {lower}", case.name);
-        }
-    }
+    let kept = reaching_kiali(case, |name| seen.header(name).is_some());
     Seen::Forwarded(
         seen.headers
             .iter()
             .filter(|(n, _)| n.to_ascii_lowercase().starts_with(b"impersonate-"))
             .map(|(n, v)| (text(n).to_ascii_lowercase(), text(v)))
             .collect(),
+        kept,
     )
+}
+
+/// Which of the case's other headers (not `impersonate-*`, not `Host`) reach Kiali.
+fn reaching_kiali(case: &Case, present: impl Fn(&str) -> bool) -> Vec<(String, bool)> {
+    case.headers
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .filter(|name| !name.starts_with("impersonate-") && name != "host")
+        .map(|name| {
+            let here = present(&name);
+            (name, here)
+        })
+        .collect()
 }
 
 fn through_explain(case: &Case, config_file: &Path, payload: Option<&Value>, peer: &str) -> Seen {
@@ -125,13 +134,17 @@ fn through_explain(case: &Case, config_file: &Path, payload: Option<&Value>, pee
             explained["body"].as_str().unwrap_or("").to_string(),
         );
     }
-    let pairs = explained["impersonation"].as_array().cloned().unwrap_or_default();
-    Seen::Forwarded(
-        pairs
-            .iter()
+    let pairs = |key: &str| -> Vec<(String, String)> {
+        explained[key]
+            .as_array()
+            .into_iter()
+            .flatten()
             .map(|pair| (pair[0].as_str().unwrap_or("").to_string(), pair[1].as_str().unwrap_or("").to_string()))
-            .collect(),
-    )
+            .collect()
+    };
+    let headers = pairs("headers");
+    let kept = reaching_kiali(case, |name| headers.iter().any(|(n, _)| n == name));
+    Seen::Forwarded(pairs("impersonation"), kept)
 }
 
 #[test]
@@ -139,7 +152,7 @@ fn explain_agrees_with_the_filter_in_envoy() {
     let issuer = TestIssuer::generate("https://issuer.example", "kiali");
     let dir = std::env::temp_dir().join(format!("kha-cli-parity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut checked = 0;
+    let (mut refused, mut forwarded) = (0, 0);
     for (index, case) in cases().iter().enumerate() {
         let upstream = EchoUpstream::start();
         let mut config = EnvoyConfig::proxy(upstream.addr());
@@ -159,8 +172,11 @@ fn explain_agrees_with_the_filter_in_envoy() {
         // The harness client connects from 127.0.0.1; the filter drops the port.
         let explained = through_explain(case, &config_file, claims.as_ref(), "127.0.0.1:40000");
         assert_eq!(explained, in_envoy, "case {:?}: explain vs Envoy\n{}", case.name, envoy.log());
-        checked += 1;
+        match explained {
+            Seen::Refused(..) => refused += 1,
+            Seen::Forwarded(..) => forwarded += 1,
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(checked, cases().len());
+    assert!(refused >= 7 && forwarded >= 5, "{refused} refused, {forwarded} forwarded");
 }
