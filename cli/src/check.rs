@@ -69,17 +69,19 @@ pub fn check(scan: Scan, strict: bool, allow: &[String]) -> Report {
 }
 
 /// The text form: results on stdout, errors on stderr.
-pub fn render_text(report: &Report, out: &mut String, err: &mut String) {
+/// `quiet`: only what fails or needs attention, and the summary line.
+pub fn render_text(report: &Report, quiet: bool, out: &mut String, err: &mut String) {
     for line in &report.unreadable {
         err.push_str(&format!("error: {line}\n"));
     }
     for config in &report.configurations {
         match (&config.error, config.mode) {
             (Some(error), _) => err.push_str(&format!("{}: error: {error}\n", config.origin)),
+            (None, Some(_)) if quiet && config.warnings.iter().all(|w| w.allowed) => continue,
             (None, Some(mode)) => out.push_str(&format!("{}: valid ({mode})\n", config.origin)),
             (None, None) => {}
         }
-        for warning in &config.warnings {
+        for warning in config.warnings.iter().filter(|w| !(quiet && w.allowed)) {
             let tail = if warning.allowed {
                 " (allowed)"
             } else if report.strict {
@@ -90,7 +92,7 @@ pub fn render_text(report: &Report, out: &mut String, err: &mut String) {
             out.push_str(&format!("  warning[{}]{tail}: {}\n", warning.code, warning.message));
         }
     }
-    for line in &report.skipped {
+    for line in report.skipped.iter().filter(|_| !quiet) {
         out.push_str(&format!("skipped {line}\n"));
     }
     let invalid = report.configurations.iter().filter(|c| !c.valid).count();

@@ -41,6 +41,9 @@ enum Command {
         allow: Vec<String>,
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
+        /// Text output: only failures, warnings not allowed, and the summary.
+        #[arg(short, long)]
+        quiet: bool,
     },
     /// What the filter does with one request, and what Kiali and the API server then believe.
     Explain {
@@ -110,7 +113,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Check { files, strict, allow, output } => run_check(&files, strict, &allow, output),
+        Command::Check { files, strict, allow, output, quiet } => run_check(&files, strict, &allow, output, quiet),
         Command::Explain { config, pick, headers, jwt_payload, peer, cluster_role, output } => {
             run_explain(&config, pick.as_deref(), &headers, jwt_payload.as_deref(), &peer, cluster_role.as_deref(), output)
         }
@@ -125,14 +128,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_check(files: &[String], strict: bool, allow: &[String], output: Output) -> Result<(), Failure> {
+fn run_check(files: &[String], strict: bool, allow: &[String], output: Output, quiet: bool) -> Result<(), Failure> {
     let texts = input::read_inputs(files).map_err(|e| Failure(EXIT_USAGE, e))?;
     let report = check::check(input::scan(&texts), strict, allow);
     if output == Output::Json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()));
     } else {
         let (mut out, mut err) = (String::new(), String::new());
-        check::render_text(&report, &mut out, &mut err);
+        check::render_text(&report, quiet, &mut out, &mut err);
         eprint!("{err}");
         emit(&out);
     }
