@@ -92,8 +92,11 @@ pub fn render_text(report: &Report, quiet: bool, out: &mut String, err: &mut Str
             out.push_str(&format!("  warning[{}]{tail}: {}\n", warning.code, warning.message));
         }
     }
-    for line in report.skipped.iter().filter(|_| !quiet) {
-        out.push_str(&format!("skipped {line}\n"));
+    if !quiet && !report.skipped.is_empty() {
+        out.push_str(&format!(
+            "skipped {} document(s) without a configuration of this filter (--output json lists them)\n",
+            report.skipped.len()
+        ));
     }
     let invalid = report.configurations.iter().filter(|c| !c.valid).count();
     let warned: usize = report.configurations.iter().map(|c| c.warnings.iter().filter(|w| !w.allowed).count()).sum();

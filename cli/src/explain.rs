@@ -193,11 +193,17 @@ pub fn explain(origin: &str, config: &FilterConfig, request: &Request, rules: &I
     if request.jwt_payload.is_some() && config.identity.as_ref().is_none_or(|identity| identity.jwt.is_none()) {
         notes.push("--jwt-payload is ignored: this configuration takes no identity from a JWT".to_string());
     }
-    if config.mode() == Mode::FullImpersonation {
-        notes.push("assumes the filter holds a token and the RBAC self-check passed (else 503 token_unavailable / rbac_denied)".to_string());
+    if config.trusted_peers.is_some() && request.principal.is_none() && request.address.is_none() {
+        notes.push("no --peer given: the request comes from no trusted principal or address".to_string());
     }
     let cluster = match &outcome {
         Outcome::Forwarded { headers, .. } => {
+            if config.mode() == Mode::FullImpersonation {
+                notes.push(
+                    "assumes the filter holds a token and the RBAC self-check passed (else 503 token_unavailable / rbac_denied)"
+                        .to_string(),
+                );
+            }
             notes.push(format!("the API server's impersonation rules: {rules_from}"));
             Some(believe(headers, &requester(config), rules))
         }
