@@ -43,7 +43,7 @@ pub fn check_one(found: &Found, allow: &[String]) -> ConfigReport {
             origin: found.origin.clone(),
             valid: false,
             mode: None,
-            error: Some(error.to_string()),
+            error: Some(std::iter::once(error.to_string()).chain(found.hints.iter().cloned()).collect::<Vec<_>>().join("; ")),
             warnings: Vec::new(),
         },
         Ok(config) => ConfigReport {

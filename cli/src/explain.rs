@@ -137,8 +137,8 @@ pub fn filter_outcome(config: &FilterConfig, request: &Request) -> Outcome {
 /// `RequestContext::untrusted_peer` in `src/http.rs`: the same properties, the same refusals.
 fn untrusted_peer(config: &FilterConfig, request: &Request) -> Option<Refusal> {
     let trusted = config.trusted_peers.as_ref()?;
-    let principal = trusted.checks_principal().then(|| request.principal.as_deref()).flatten();
-    let address = trusted.checks_address().then(|| request.address.as_deref()).flatten();
+    let principal = trusted.checks_principal().then_some(request.principal.as_deref()).flatten();
+    let address = trusted.checks_address().then_some(request.address.as_deref()).flatten();
     if trusted.admits(principal.map(str::as_bytes), address.map(str::as_bytes)) {
         return None;
     }

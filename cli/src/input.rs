@@ -35,6 +35,10 @@ pub struct Found {
     /// The configuration exactly as the filter receives it.
     pub json: String,
     pub host: Host,
+    /// Where the configuration sits in its YAML document (a JSON pointer), for `hints`.
+    pub json_pointer: Option<String>,
+    /// Scalars YAML 1.1 typed differently from how they read (`off` as false), said with an error.
+    pub hints: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +125,8 @@ pub fn scan_text(name: &str, text: &str, scan: &mut Scan) {
                 origin: format!("{name}:{line}: ```json block"),
                 json: block,
                 host: Host::Plain,
+                json_pointer: None,
+                hints: Vec::new(),
             });
         }
         return;
@@ -134,6 +140,8 @@ pub fn scan_text(name: &str, text: &str, scan: &mut Scan) {
                 origin: name.to_string(),
                 json: text.to_string(),
                 host: Host::Plain,
+                json_pointer: None,
+                hints: Vec::new(),
             }),
             Err(_) => scan_yaml(name, text, scan),
         }
@@ -142,32 +150,40 @@ pub fn scan_text(name: &str, text: &str, scan: &mut Scan) {
     scan_yaml(name, text, scan);
 }
 
+/// YAML as kubectl (and Envoy's loader) read it: YAML 1.1, where an unquoted `off` is a boolean
+/// and an unquoted all-digit digest a number (`harness::yaml`).
 fn scan_yaml(name: &str, text: &str, scan: &mut Scan) {
-    let documents: Vec<serde_yaml::Value> = {
-        use serde::Deserialize;
-        let mut documents = Vec::new();
-        for document in serde_yaml::Deserializer::from_str(text) {
-            match serde_yaml::Value::deserialize(document) {
-                Ok(value) => documents.push(value),
-                Err(error) => {
-                    scan.unreadable.push(format!("{name}: not JSON or YAML: {error}"));
-                    return;
-                }
-            }
+    let documents = match harness::yaml::documents(text) {
+        Ok(documents) => documents,
+        Err(error) => {
+            scan.unreadable.push(format!("{name}: not JSON or YAML: {error}"));
+            return;
         }
-        documents
     };
     let many = documents.len() > 1;
     for (index, document) in documents.iter().enumerate() {
-        if document.is_null() {
-            continue;
-        }
         let label = if many { format!("{name} (document {})", index + 1) } else { name.to_string() };
-        match serde_json::to_value(document) {
-            Ok(doc) => classify(&label, &doc, None, scan),
-            Err(error) => scan.unreadable.push(format!("{label}: {error}")),
+        let before = scan.found.len();
+        classify(&label, &document.value, None, scan);
+        for found in &mut scan.found[before..] {
+            found.hints = retyped_hints(&found.json_pointer, &document.retyped);
         }
     }
+}
+
+/// What YAML 1.1 typed differently from the text under `prefix`, as advice.
+fn retyped_hints(prefix: &Option<String>, retyped: &std::collections::BTreeMap<String, harness::yaml::Retyped>) -> Vec<String> {
+    let Some(prefix) = prefix else { return Vec::new() };
+    retyped
+        .iter()
+        .filter(|(pointer, _)| pointer.starts_with(prefix.as_str()))
+        .map(|(pointer, r)| {
+            format!(
+                "kubectl (YAML 1.1) reads the unquoted `{}` at line {} ({pointer}) as {}: quote it if you meant a string",
+                r.text, r.line, r.became
+            )
+        })
+        .collect()
 }
 
 /// One parsed document. `raw` is its text when the document is the whole JSON input, so a bare
@@ -211,7 +227,7 @@ fn classify(label: &str, doc: &Value, raw: Option<&str>, scan: &mut Scan) {
             });
             if is_plugin || (raw.is_some() && kind.is_empty() && !has_envoy_shape(doc)) {
                 let json = raw.map_or_else(|| doc.to_string(), str::to_string);
-                scan.found.push(Found { origin: label.to_string(), json, host: Host::Plain });
+                scan.found.push(Found { origin: label.to_string(), json, host: Host::Plain, json_pointer: Some(String::new()), hints: Vec::new() });
             } else if kind.is_empty() {
                 scan.skipped.push(format!("{label}: no configuration of this filter"));
             } else {
@@ -262,7 +278,8 @@ fn istio(label: &str, doc: &Value, wasm: Option<&Value>, scan: &mut Scan) {
     let json = plugin.map_or_else(String::new, Value::to_string);
     let phase = doc.get("spec").and_then(|spec| spec.get("phase")).and_then(Value::as_str).map(str::to_string);
     let host = Host::Istio { phase, fail_strategy: text("failStrategy"), url: text("url"), sha256: wasm.get("sha256").cloned() };
-    scan.found.push(Found { origin, json, host });
+    let json_pointer = Some(if kind == "TrafficExtension" { "/spec/wasm/pluginConfig" } else { "/spec/pluginConfig" }.to_string());
+    scan.found.push(Found { origin, json, host, json_pointer, hints: Vec::new() });
 }
 
 /// Finds `envoy.filters.http.wasm` filters: in `http_filters` lists (a bootstrap, a listener),
@@ -333,7 +350,7 @@ fn envoy_filter(label: &str, name: Option<&str>, typed: &Value, jwt_authn_before
     }
     let fail_open = config.get("failure_policy").and_then(Value::as_str) == Some("FAIL_OPEN")
         || config.get("fail_open").and_then(Value::as_bool) == Some(true);
-    scan.found.push(Found { origin, json, host: Host::Envoy { fail_open, jwt_authn_before } });
+    scan.found.push(Found { origin, json, host: Host::Envoy { fail_open, jwt_authn_before }, json_pointer: None, hints: Vec::new() });
 }
 
 /// The ```json blocks of a Markdown text, with the line each starts on.

@@ -89,6 +89,9 @@ fn each_invalid_fixture_fails_with_the_plugins_own_message_on_stderr() {
     }
     let extra = run(&["check", "tests/fixtures/cli/invalid-extra-key.json"]);
     assert!(String::from_utf8_lossy(&extra.stderr).contains("field `identity.extra_headers.acme.com/team`"));
+    let yaml11 = run(&["check", "tests/fixtures/cli/invalid-yaml-1-1-boolean.yaml"]);
+    let stderr = String::from_utf8_lossy(&yaml11.stderr);
+    assert!(stderr.contains("field `rbac_check`") && stderr.contains("reads the unquoted `off` at line 17"), "{stderr}");
     let ok = run(&["check", "--strict", "tests/fixtures/cli/ok-wasmplugin.yaml"]);
     assert_eq!(code(&ok), 0, "{}", String::from_utf8_lossy(&ok.stdout));
 }
