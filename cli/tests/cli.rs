@@ -148,6 +148,25 @@ fn every_shipped_configuration_is_valid() {
     assert!(text.contains("WasmPlugin istio-system/kiali-header-auth: valid (full impersonation)"), "{text}");
 }
 
+/// `explain` and `rbac` work on every shipped configuration and README example, one by one.
+#[test]
+fn explain_and_rbac_work_on_every_shipped_configuration() {
+    let report = stdout_json(&run(&["check", "--output", "json", "envoy.yaml", "envoy-jwt.yaml", "deploy", "README.md"]));
+    let origins: Vec<String> = report["configurations"].as_array().into_iter().flatten().filter_map(|c| c["origin"].as_str().map(String::from)).collect();
+    assert!(origins.len() >= 15, "{origins:?}");
+    for origin in &origins {
+        let file = origin.split([':', ' ']).next().unwrap_or_default();
+        let args = ["explain", "--config", file, "--pick", origin, "-H", "X-Forwarded-User: alice", "--jwt-payload", r#"{"sub": "alice", "email": "alice@example.com"}"#, "--output", "json"];
+        let output = run(&args);
+        assert_eq!(code(&output), 0, "{origin}: {}", String::from_utf8_lossy(&output.stderr));
+        let explained = stdout_json(&output);
+        assert_eq!(explained["configuration"], origin.as_str());
+        assert!(explained["outcome"] == "forwarded" || explained["outcome"] == "refused", "{explained}");
+        let rbac = run(&["rbac", "--config", file]);
+        assert_eq!(code(&rbac), 0, "{origin}: {}", String::from_utf8_lossy(&rbac.stderr));
+    }
+}
+
 /// `rbac` for the shipped configurations asks for exactly what deploy/02-impersonator.yaml grants.
 #[test]
 fn rbac_of_the_shipped_configurations_is_the_deployed_cluster_role() {
