@@ -67,12 +67,12 @@ const WASM_TYPE: &str = "filters.http.wasm.v3.Wasm";
 
 /// Reads every input: `-` is stdin, a directory is walked for `.yaml`, `.yml`, `.json` and `.md`
 /// files (hidden directories and `target/` skipped). `Err` is a usage error (a missing file).
-pub fn read_inputs(paths: &[String]) -> Result<Vec<(String, String)>, String> {
+pub fn read_inputs(paths: &[String], stdin: &mut dyn Read) -> Result<Vec<(String, String)>, String> {
     let mut texts = Vec::new();
     for path in paths {
         if path == "-" {
             let mut text = String::new();
-            std::io::stdin()
+            stdin
                 .read_to_string(&mut text)
                 .map_err(|error| format!("stdin: {error}"))?;
             texts.push(("<stdin>".to_string(), text));

@@ -2,6 +2,7 @@
 //! configuration, planner and RBAC modules (the `kiali-header-auth` library) and on the Kiali and
 //! API-server stand-ins of the `harness` crate. No rule is copied here.
 
+pub mod app;
 pub mod check;
 pub mod explain;
 pub mod input;

@@ -125,7 +125,7 @@ fn through_explain(case: &Case, config_file: &Path, payload: Option<&Value>, pee
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = run(&refs);
-    assert_eq!(code(&output), 0, "{}: {}", case.name, String::from_utf8_lossy(&output.stderr));
+    assert_eq!(code(&output), 0, "{}: {}", case.name, output.stderr);
     let explained = stdout_json(&output);
     if explained["outcome"] == "refused" {
         return Seen::Refused(

@@ -1,9 +1,10 @@
-//! The `kiali-header-auth` command line: exit codes, the negative fixtures (each failure and each
-//! warning fires), the shipped configurations, `rbac` against deploy/02-impersonator.yaml, and
-//! `explain` against the filter in a real Envoy (needs `make wasm envoy`).
+//! The `kiali-header-auth` command line (`cli/`, run in-process through `kha_cli::app::run`, the
+//! whole of `main` but the process's streams): exit codes, the negative fixtures (each failure and
+//! each warning fires), the shipped configurations, `rbac` against deploy/02-impersonator.yaml,
+//! and `explain` against the filter in a real Envoy (needs `make wasm envoy`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use harness::apiserver::{Attributes, ImpersonationRules};
 use harness::jwt::{JwtAuthnOptions, TestIssuer};
@@ -15,16 +16,31 @@ fn root() -> PathBuf {
     harness::paths::repo_root()
 }
 
+/// One run of the command line: exit code, stdout, stderr.
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
+    let (mut input, mut out, mut err) = (stdin, Vec::new(), Vec::new());
+    let mut io = kha_cli::app::Io { stdin: &mut input, out: &mut out, err: &mut err };
+    let code = kha_cli::app::run(std::iter::once("kiali-header-auth").chain(args.iter().copied()), &mut io);
+    Output { code, stdout: String::from_utf8_lossy(&out).into_owned(), stderr: String::from_utf8_lossy(&err).into_owned() }
+}
+
+/// Relative paths are the repository's: cargo runs integration tests in the package root.
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiali-header-auth")).current_dir(root()).args(args).output().expect("run the CLI")
+    run_with_stdin(args, b"")
 }
 
 fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
+    output.code
 }
 
 fn stdout_json(output: &Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    serde_json::from_str(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", output.stdout))
 }
 
 fn fixtures() -> Vec<PathBuf> {
@@ -78,7 +94,7 @@ fn each_invalid_fixture_fails_with_the_plugins_own_message_on_stderr() {
     for path in invalid {
         let file = path.to_string_lossy();
         let output = run(&["check", &file]);
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stderr = output.stderr.as_str();
         assert_eq!(code(&output), 1, "{file}: {stderr}");
         assert!(stderr.contains("error:"), "{file}: {stderr}");
         let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -88,12 +104,12 @@ fn each_invalid_fixture_fails_with_the_plugins_own_message_on_stderr() {
         }
     }
     let extra = run(&["check", "tests/fixtures/cli/invalid-extra-key.json"]);
-    assert!(String::from_utf8_lossy(&extra.stderr).contains("field `identity.extra_headers.acme.com/team`"));
+    assert!(extra.stderr.as_str().contains("field `identity.extra_headers.acme.com/team`"));
     let yaml11 = run(&["check", "tests/fixtures/cli/invalid-yaml-1-1-boolean.yaml"]);
-    let stderr = String::from_utf8_lossy(&yaml11.stderr);
+    let stderr = yaml11.stderr.as_str();
     assert!(stderr.contains("field `rbac_check`") && stderr.contains("reads the unquoted `off` at line 17"), "{stderr}");
     let ok = run(&["check", "--strict", "tests/fixtures/cli/ok-wasmplugin.yaml"]);
-    assert_eq!(code(&ok), 0, "{}", String::from_utf8_lossy(&ok.stdout));
+    assert_eq!(code(&ok), 0, "{}", ok.stdout.as_str());
 }
 
 #[test]
@@ -104,18 +120,11 @@ fn usage_errors_exit_2_and_stdin_is_read() {
     assert_eq!(code(&run(&["check", "no/such/file.yaml"])), 2);
     assert_eq!(code(&run(&["explain", "--config", "envoy.yaml", "-H", "no colon"])), 2);
     assert_eq!(code(&run(&["--help"])), 0);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiali-header-auth"))
-        .args(["check", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        let _ = stdin.write_all(br#"{"identity": {"preset": "oauth2-proxy"}, "trusted_peers": {"source_cidrs": ["10.0.0.0/8"]}}"#);
-    }
-    let output = child.wait_with_output().expect("wait");
-    assert_eq!(code(&output), 0, "{}", String::from_utf8_lossy(&output.stdout));
+    let output = run_with_stdin(
+        &["check", "-"],
+        br#"{"identity": {"preset": "oauth2-proxy"}, "trusted_peers": {"source_cidrs": ["10.0.0.0/8"]}}"#,
+    );
+    assert_eq!(code(&output), 0, "{}", output.stdout);
 }
 
 /// Every shipped configuration (Envoy bootstraps, deploy/ manifests, the README's examples):
@@ -123,7 +132,7 @@ fn usage_errors_exit_2_and_stdin_is_read() {
 #[test]
 fn every_shipped_configuration_is_valid() {
     let output = run(&["check", "--output", "json", "envoy.yaml", "envoy-jwt.yaml", "deploy", "README.md"]);
-    assert_eq!(code(&output), 0, "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(code(&output), 0, "{}", output.stderr.as_str());
     let report = stdout_json(&output);
     let origins: Vec<String> = report["configurations"].as_array().into_iter().flatten().filter_map(|c| c["origin"].as_str().map(String::from)).collect();
     for expected in ["envoy.yaml: Envoy", "envoy-jwt.yaml: Envoy", "WasmPlugin istio-system/kiali-header-auth", "TrafficExtension", "README.md:"] {
@@ -132,18 +141,8 @@ fn every_shipped_configuration_is_valid() {
     let Ok(kustomized) = Command::new("kubectl").args(["kustomize", "deploy/"]).current_dir(root()).output() else {
         return; // kubectl is installed by `make tools` (part of `make test`)
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kiali-header-auth"))
-        .args(["check", "--strict", "--allow", "unpinned", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    if let Some(mut stdin) = child.stdin.take() {
-        use std::io::Write;
-        let _ = stdin.write_all(&kustomized.stdout);
-    }
-    let output = child.wait_with_output().expect("wait");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let output = run_with_stdin(&["check", "--strict", "--allow", "unpinned", "-"], &kustomized.stdout);
+    let text = output.stdout.as_str();
     assert_eq!(code(&output), 0, "{text}");
     assert!(text.contains("WasmPlugin istio-system/kiali-header-auth: valid (full impersonation)"), "{text}");
 }
@@ -158,12 +157,12 @@ fn explain_and_rbac_work_on_every_shipped_configuration() {
         let file = origin.split([':', ' ']).next().unwrap_or_default();
         let args = ["explain", "--config", file, "--pick", origin, "-H", "X-Forwarded-User: alice", "--jwt-payload", r#"{"sub": "alice", "email": "alice@example.com"}"#, "--output", "json"];
         let output = run(&args);
-        assert_eq!(code(&output), 0, "{origin}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(code(&output), 0, "{origin}: {}", output.stderr.as_str());
         let explained = stdout_json(&output);
         assert_eq!(explained["configuration"], origin.as_str());
         assert!(explained["outcome"] == "forwarded" || explained["outcome"] == "refused", "{explained}");
         let rbac = run(&["rbac", "--config", file]);
-        assert_eq!(code(&rbac), 0, "{origin}: {}", String::from_utf8_lossy(&rbac.stderr));
+        assert_eq!(code(&rbac), 0, "{origin}: {}", rbac.stderr.as_str());
     }
 }
 
@@ -171,8 +170,8 @@ fn explain_and_rbac_work_on_every_shipped_configuration() {
 #[test]
 fn rbac_of_the_shipped_configurations_is_the_deployed_cluster_role() {
     let output = run(&["rbac", "--config", "envoy.yaml", "envoy-jwt.yaml", "deploy"]);
-    assert_eq!(code(&output), 0, "{}", String::from_utf8_lossy(&output.stderr));
-    let printed = ImpersonationRules::from_cluster_role_yaml(&String::from_utf8_lossy(&output.stdout)).expect("YAML");
+    assert_eq!(code(&output), 0, "{}", output.stderr.as_str());
+    let printed = ImpersonationRules::from_cluster_role_yaml(&output.stdout.as_str()).expect("YAML");
     let deployed = ImpersonationRules::deployed().expect("deploy/02-impersonator.yaml");
     let grants = |rules: &ImpersonationRules| {
         let mut all: Vec<(String, String)> = rules
@@ -187,7 +186,7 @@ fn rbac_of_the_shipped_configurations_is_the_deployed_cluster_role() {
     // And each shipped configuration alone needs nothing the deployed role lacks.
     for file in ["envoy.yaml", "envoy-jwt.yaml", "deploy/istio/wasmplugin.yaml", "deploy/istio/jwt-wasmplugin.yaml"] {
         let one = run(&["rbac", "--config", file]);
-        let rules = ImpersonationRules::from_cluster_role_yaml(&String::from_utf8_lossy(&one.stdout)).expect("YAML");
+        let rules = ImpersonationRules::from_cluster_role_yaml(&one.stdout.as_str()).expect("YAML");
         for (group, resource) in grants(&rules) {
             let (resource, subresource) = resource.split_once('/').map_or((resource.clone(), String::new()), |(r, s)| (r.to_string(), s.to_string()));
             let attributes = Attributes { verb: "impersonate".into(), api_group: group, resource, subresource, ..Attributes::default() };
