@@ -171,7 +171,7 @@ fn explain_and_rbac_work_on_every_shipped_configuration() {
 fn rbac_of_the_shipped_configurations_is_the_deployed_cluster_role() {
     let output = run(&["rbac", "--config", "envoy.yaml", "envoy-jwt.yaml", "deploy"]);
     assert_eq!(code(&output), 0, "{}", output.stderr.as_str());
-    let printed = ImpersonationRules::from_cluster_role_yaml(&output.stdout.as_str()).expect("YAML");
+    let printed = ImpersonationRules::from_cluster_role_yaml(&output.stdout).expect("YAML");
     let deployed = ImpersonationRules::deployed().expect("deploy/02-impersonator.yaml");
     let grants = |rules: &ImpersonationRules| {
         let mut all: Vec<(String, String)> = rules
@@ -186,7 +186,7 @@ fn rbac_of_the_shipped_configurations_is_the_deployed_cluster_role() {
     // And each shipped configuration alone needs nothing the deployed role lacks.
     for file in ["envoy.yaml", "envoy-jwt.yaml", "deploy/istio/wasmplugin.yaml", "deploy/istio/jwt-wasmplugin.yaml"] {
         let one = run(&["rbac", "--config", file]);
-        let rules = ImpersonationRules::from_cluster_role_yaml(&one.stdout.as_str()).expect("YAML");
+        let rules = ImpersonationRules::from_cluster_role_yaml(&one.stdout).expect("YAML");
         for (group, resource) in grants(&rules) {
             let (resource, subresource) = resource.split_once('/').map_or((resource.clone(), String::new()), |(r, s)| (r.to_string(), s.to_string()));
             let attributes = Attributes { verb: "impersonate".into(), api_group: group, resource, subresource, ..Attributes::default() };
