@@ -14,7 +14,7 @@ PYTHON     ?= python3
 ENVOY      = $$(cat $(ENVOY_STAMP))
 export KHA_WASM = $(WASM)
 
-.PHONY: help run-jwt toolchain envoy tools image-tools wasm run test unit validate e2e test-envoy-matrix bench soak dist image push lint clean
+.PHONY: help run-jwt toolchain envoy tools image-tools wasm run test unit validate e2e test-envoy-matrix bench soak dist image push lint clean cli check check-shipped
 
 help:
 	@echo "make run    build the filter and start Envoy with it in front of stand-in services"
@@ -22,6 +22,8 @@ help:
 	@echo "make test   unit tests, Envoy config validation, end-to-end tests and clippy (what CI runs)"
 	@echo "make test-envoy-matrix   the end-to-end suites against every other supported Envoy ($(ENVOY_MATRIX))"
 	@echo "make soak   a minute of load with 3-second tokens and failing fetches (CI runs it too)"
+	@echo "make check CONFIG=<file|dir|->  [STRICT=1]   check a configuration offline (kiali-header-auth check)"
+	@echo "make cli    build the kiali-header-auth command line (target/e2e/kiali-header-auth; cargo install --path cli for an optimised one)"
 	@echo "make bench  throughput/latency and instructions per request: no filter vs. Lua vs. this filter"
 	@echo "make dist   write the wasm and its sha256 to dist/"
 	@echo "make image  build the OCI image (one layer, plugin.wasm) into $(IMAGE_ARCHIVE), no daemon; print its digest"
@@ -74,7 +76,33 @@ image-tools:
 e2e: wasm envoy tools
 	ENVOY_BIN=$(ENVOY) cargo test --profile e2e --workspace --tests -- --test-threads=2
 
-test: unit validate e2e lint
+test: unit validate e2e check-shipped lint
+
+# The command line (cli/): `check`, `explain`, `rbac`. `cargo install --path cli` installs it.
+KHA := $(ROOT)/target/e2e/kiali-header-auth
+
+cli:
+	cargo build --profile e2e -p kiali-header-auth-cli
+
+# `make check CONFIG=deploy/istio/wasmplugin.yaml` (a file, a directory, or - for stdin); STRICT=1
+# makes warnings fail. Exit status: the command's 0 ok, 1 invalid, 2 usage (make reports it).
+check: cli
+	@[ -n "$(CONFIG)" ] || { echo "usage: make check CONFIG=<file, directory or -> [STRICT=1]"; exit 2; }
+	$(KHA) check $(if $(STRICT),--strict) $(CONFIG)
+
+# CI (part of `make test`): `check --strict` on every shipped configuration and manifest: the
+# Envoy bootstraps and compose files at the top, everything under deploy/ (found by walking it, so
+# new files are checked), and the README's ```json examples. Warnings allowed by design:
+#   unpinned            the shipped WasmPlugin/TrafficExtension leave sha256 for the user's digest
+#                       ("", or a placeholder of zeros), as tests/manifests checks;
+#   email-unverified    the JWT examples keep the API server's own rule (email_verified: "if_present");
+#   untrusted-identity-headers   only in the demos (envoy.yaml on 127.0.0.1, the docker-compose
+#                       copy) and the README's one-line preset snippets, which show header names.
+SHIPPED_DEMOS   := envoy.yaml docker-compose.yaml deploy/docker-compose README.md
+SHIPPED_CONFIGS := $(filter-out $(SHIPPED_DEMOS),$(wildcard *.yaml *.json)) $(filter-out deploy/docker-compose,$(wildcard deploy/*))
+check-shipped: cli
+	$(KHA) check --quiet --strict --allow unpinned --allow email-unverified $(SHIPPED_CONFIGS)
+	$(KHA) check --quiet --strict --allow unpinned --allow email-unverified --allow untrusted-identity-headers $(SHIPPED_DEMOS)
 
 # The Envoy of each Istio release README supports (istio/proxy ENVOY_VERSION.txt on the release
 # branches: 1.29 -> 1.37, 1.30 -> 1.38, 1.31 -> 1.39, master -> 1.40). `make test` runs 1.40.0

@@ -18,6 +18,7 @@ pub mod ssar;
 pub mod time;
 pub mod token_service;
 pub mod upstream;
+pub mod yaml;
 
 pub use client::{ClientRequest, Connection};
 pub use envoy::{Envoy, EnvoyConfig, Filter, Route};
