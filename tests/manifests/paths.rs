@@ -41,6 +41,10 @@ fn repository_paths(text: &str, file: &Path) -> Vec<(String, bool)> {
             if first == ".." && !stays_inside(&root, file.parent().unwrap_or(&root), &token) {
                 return None;
             }
+            // Build output (`target/...`, `dist/...`) exists only after a build, not in a clone.
+            if first == "target" || first == "dist" {
+                return None;
+            }
             let anchored = first == ".."
                 || (ours && bases.iter().any(|b| !first.is_empty() && b.join(first).exists()))
                 || (directory && !first.is_empty() && root.join(first).exists());
