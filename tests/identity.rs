@@ -522,3 +522,14 @@ fn the_rbac_self_check_asks_about_the_keys_the_api_server_sees() {
         assert!(asked.contains(resource), "the self-check never asked about {resource}: {asked:?}");
     }
 }
+
+/// `common::stat` fails on a stat Envoy does not report, so a renamed metric cannot pass an
+/// `== 0` check by being absent.
+#[test]
+#[should_panic(expected = "Envoy reports no stat")]
+fn a_missing_stat_fails_the_test_instead_of_reading_zero() {
+    let (_upstream, envoy) = envoy_with(OAUTH2_PROXY, 1);
+    assert_eq!(send(&envoy, &alice()).status, 200);
+    assert_eq!(wait_stat(&envoy, "forwarded_total", 1), 1);
+    let _ = stat(&envoy, "no_such_metric_total");
+}

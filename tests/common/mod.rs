@@ -64,8 +64,12 @@ pub fn impersonation_headers(request: &RawRequest) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A filter stat's value. A stat Envoy does not report fails the test: a renamed metric must not
+/// read as 0 and pass every `== 0` check (issue 22).
 pub fn stat(envoy: &Envoy, name: &str) -> u64 {
-    envoy.stat(&format!("{STAT}{name}")).unwrap_or(0)
+    envoy
+        .stat(&format!("{STAT}{name}"))
+        .unwrap_or_else(|| panic!("Envoy reports no stat {STAT}{name}: {:?}", filter_stats(envoy)))
 }
 
 /// Waits until a filter stat reaches `min` (stats are flushed asynchronously by Envoy's workers).
