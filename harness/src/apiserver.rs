@@ -22,6 +22,7 @@
 
 use crate::kiali::GoHeader;
 use crate::message::RawRequest;
+use crate::recording::Recording;
 use crate::server::{Reply, Server};
 use crate::token_service::k8s_status;
 use serde::{Deserialize, Serialize};
@@ -31,7 +32,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The path of a SelfSubjectReview.
 pub const REVIEW_PATH: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
@@ -43,8 +44,6 @@ pub const ALL_UNAUTHENTICATED: &str = "system:unauthenticated";
 pub const ANONYMOUS: &str = "system:anonymous";
 /// The API group of `uids` and `userextras` (`authenticationv1.SchemeGroupVersion`).
 pub const AUTHENTICATION_GROUP: &str = "authentication.k8s.io";
-/// Most requests a stand-in remembers; beyond it the oldest half is forgotten.
-pub const MAX_RECORDED: usize = 10_000;
 
 /// `user.Info` as the rest of the API server sees it; serialised like `authentication/v1`
 /// `UserInfo` (a SelfSubjectReview's `status.userInfo`: `username`, empty fields omitted).
@@ -502,23 +501,13 @@ pub struct ApiServerExchange {
     pub believed: Option<UserInfo>,
 }
 
-/// Records `item` in a log bounded to [`MAX_RECORDED`] entries.
-pub(crate) fn record<T>(log: &Mutex<Vec<T>>, item: T) {
-    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-    log.push(item);
-    if log.len() > MAX_RECORDED {
-        let excess = log.len() - MAX_RECORDED / 2;
-        log.drain(..excess);
-    }
-}
-
 /// An API server that authenticates the bearer, applies WithImpersonation with rules read from
 /// a ClusterRole manifest, and answers every request (any method and path) like a
 /// SelfSubjectReview: 201 with `status.userInfo`, or a 400/401/403 `Status`.
 pub struct ApiServerStandIn {
     // Declared first so it is dropped (thread joined) before the log.
     server: Server,
-    log: Arc<Mutex<Vec<ApiServerExchange>>>,
+    log: Recording<ApiServerExchange>,
 }
 
 impl ApiServerStandIn {
@@ -530,14 +519,14 @@ impl ApiServerStandIn {
     }
 
     pub fn start_with(rules: ImpersonationRules, authenticate: Authenticator) -> io::Result<ApiServerStandIn> {
-        let log: Arc<Mutex<Vec<ApiServerExchange>>> = Arc::default();
+        let log: Recording<ApiServerExchange> = Recording::default();
         let recording = log.clone();
         let server = Server::start_at(
             ([127, 0, 0, 1], 0),
             Arc::new(move |request: RawRequest| {
                 let (status, body, believed) = review(&request, &rules, &authenticate);
                 let reply = Reply::json(status, &body);
-                record(&recording, ApiServerExchange { request, status, body, believed });
+                recording.push(ApiServerExchange { request, status, body, believed });
                 Box::pin(std::future::ready(reply))
             }),
         )?;
@@ -549,7 +538,7 @@ impl ApiServerStandIn {
     }
 
     pub fn exchanges(&self) -> Vec<ApiServerExchange> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log.all()
     }
 
     pub fn requests(&self) -> Vec<RawRequest> {
@@ -557,15 +546,15 @@ impl ApiServerStandIn {
     }
 
     pub fn last(&self) -> Option<ApiServerExchange> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).last().cloned()
+        self.log.last()
     }
 
     pub fn count(&self) -> usize {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.log.count()
     }
 
     pub fn clear(&self) {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.log.clear();
     }
 
     /// The user the last request was believed to be, if it was not refused.

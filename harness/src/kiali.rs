@@ -17,9 +17,10 @@
 //!
 //! [`KialiStandIn`] sends that request to an [`ApiServerStandIn`] and answers with what it believed.
 
-use crate::apiserver::{record, ApiServerStandIn, UserInfo, REVIEW_PATH};
+use crate::apiserver::{ApiServerStandIn, UserInfo, REVIEW_PATH};
 use crate::client::{self, ClientRequest};
 use crate::message::RawRequest;
+use crate::recording::Recording;
 use crate::server::{Reply, Server};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -27,7 +28,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// `isTokenTable` (`net/http/lex.go`, copied into textproto and into client-go as
@@ -266,7 +267,7 @@ impl KialiExchange {
 pub struct KialiStandIn {
     // Declared first so it is dropped (thread joined) before the log and the API server.
     server: Server,
-    log: Arc<Mutex<Vec<KialiExchange>>>,
+    log: Recording<KialiExchange>,
     apiserver: Option<ApiServerStandIn>,
 }
 
@@ -282,7 +283,7 @@ impl KialiStandIn {
 
     /// Starts in front of the API server at `apiserver`.
     pub fn start_for(apiserver: SocketAddr) -> io::Result<KialiStandIn> {
-        let log: Arc<Mutex<Vec<KialiExchange>>> = Arc::default();
+        let log: Recording<KialiExchange> = Recording::default();
         let recording = log.clone();
         let server = Server::start_at(
             ([127, 0, 0, 1], 0),
@@ -290,7 +291,7 @@ impl KialiStandIn {
                 let recording = recording.clone();
                 Box::pin(async move {
                     let (reply, exchange) = handle(request, apiserver).await;
-                    record(&recording, exchange);
+                    recording.push(exchange);
                     reply
                 })
             }),
@@ -308,7 +309,7 @@ impl KialiStandIn {
     }
 
     pub fn exchanges(&self) -> Vec<KialiExchange> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log.all()
     }
 
     /// Every request received so far, in order.
@@ -322,15 +323,15 @@ impl KialiStandIn {
     }
 
     pub fn last_exchange(&self) -> Option<KialiExchange> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).last().cloned()
+        self.log.last()
     }
 
     pub fn count(&self) -> usize {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.log.count()
     }
 
     pub fn clear(&self) {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.log.clear();
     }
 
     /// The user the API server believed for the last request.

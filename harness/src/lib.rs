@@ -13,6 +13,7 @@ pub mod kiali;
 pub mod message;
 pub mod paths;
 pub mod ports;
+pub mod recording;
 pub mod server;
 pub mod ssar;
 pub mod time;
