@@ -59,16 +59,7 @@ impl<'vm> RequestContext<'vm> {
             .checks_address()
             .then(|| host::get_property(identity::DIRECT_PEER_PROPERTY))
             .flatten();
-        if trusted.admits(principal.as_deref(), address.as_deref()) {
-            return None;
-        }
-        if trusted.checks_address() && address.is_none() {
-            return Some(identity::direct_peer_unknown());
-        }
-        Some(Refusal::new(
-            Reason::UntrustedPeer,
-            "this peer may not send identity headers: it is neither a trusted principal nor in a trusted source CIDR",
-        ))
+        trusted.refusal(principal.as_deref(), address.as_deref())
     }
 
     /// Answers the logout path: 302 to the sign-out, Kiali's session cookies expired. Kiali
@@ -105,20 +96,8 @@ impl<'vm> RequestContext<'vm> {
             ));
         };
         let pairs = map.pairs();
-        if let Some(allowed) = &vm.config.upstream_hosts {
-            let authority = pairs.iter().find(|(name, _)| *name == b":authority").map(|(_, value)| *value);
-            if !authority.is_some_and(|authority| allowed.admits(authority)) {
-                return self.refuse_unedited(
-                    Refusal::new(
-                        Reason::UpstreamNotAllowed,
-                        format!(
-                            "this filter serves only the hosts in upstream_hosts, not {}",
-                            crate::refusal::quote_for_log(authority.unwrap_or_default())
-                        ),
-                    ),
-                    &pairs,
-                );
-            }
+        if let Some(refusal) = vm.config.upstream_hosts.as_ref().and_then(|allowed| allowed.refusal(&pairs)) {
+            return self.refuse_unedited(refusal, &pairs);
         }
         if let Some(logout) = &vm.config.logout {
             let path = pairs.iter().find(|(name, _)| *name == b":path").map(|(_, value)| *value);

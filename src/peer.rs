@@ -9,6 +9,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::refusal::{Reason, Refusal};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedPeers {
     principals: Vec<String>,
@@ -43,6 +45,22 @@ impl TrustedPeers {
             }
         }
         false
+    }
+
+    /// The refusal for a peer [`TrustedPeers::admits`] does not admit: when the address is
+    /// checked but Envoy did not record the direct peer, the message says so rather than call
+    /// the peer untrusted for an address nobody read.
+    pub fn refusal(&self, principal: Option<&[u8]>, address: Option<&[u8]>) -> Option<Refusal> {
+        if self.admits(principal, address) {
+            return None;
+        }
+        if self.checks_address() && address.is_none() {
+            return Some(crate::identity::direct_peer_unknown());
+        }
+        Some(Refusal::new(
+            Reason::UntrustedPeer,
+            "this peer may not send identity headers: it is neither a trusted principal nor in a trusted source CIDR",
+        ))
     }
 }
 

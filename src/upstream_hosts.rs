@@ -7,6 +7,8 @@
 //! `upstream_not_allowed`) before any identity or token is added: a mistaken attachment shows up
 //! as refusals, never as a leaked token.
 
+use crate::refusal::{quote_for_log, Reason, Refusal};
+
 /// One allowed authority: a host name or address (compared without regard to letter case, and
 /// without a trailing dot), and the port if the entry names one (otherwise any port).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,22 @@ impl UpstreamHosts {
             parsed.push(entry);
         }
         Ok(UpstreamHosts { entries: parsed })
+    }
+
+    /// The refusal for a request (its header pairs, `:authority` among them) for a host not
+    /// listed; `None` when it may pass.
+    pub fn refusal(&self, headers: &[crate::identity::Header<'_>]) -> Option<Refusal> {
+        let authority = headers.iter().find(|(name, _)| *name == b":authority").map(|(_, value)| *value);
+        if authority.is_some_and(|authority| self.admits(authority)) {
+            return None;
+        }
+        Some(Refusal::new(
+            Reason::UpstreamNotAllowed,
+            format!(
+                "this filter serves only the hosts in upstream_hosts, not {}",
+                quote_for_log(authority.unwrap_or_default())
+            ),
+        ))
     }
 
     /// Whether a request whose `:authority` is `authority` (raw bytes) may pass.

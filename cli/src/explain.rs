@@ -10,7 +10,7 @@
 use harness::apiserver::{ImpersonationRules, UserInfo};
 use kiali_header_auth::config::{FilterConfig, Mode, TokenSourceKind};
 use kiali_header_auth::identity::{self, metadata::encode, RequestProperties};
-use kiali_header_auth::refusal::{quote_for_log, Reason, Refusal};
+use kiali_header_auth::refusal::Refusal;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -76,17 +76,8 @@ pub fn filter_outcome(config: &FilterConfig, request: &Request) -> Outcome {
     if let Some(refusal) = untrusted_peer(config, request) {
         return refused(&refusal);
     }
-    if let Some(allowed) = &config.upstream_hosts {
-        let authority = pairs.iter().find(|(name, _)| *name == b":authority").map(|(_, value)| *value);
-        if !authority.is_some_and(|authority| allowed.admits(authority)) {
-            return refused(&Refusal::new(
-                Reason::UpstreamNotAllowed,
-                format!(
-                    "this filter serves only the hosts in upstream_hosts, not {}",
-                    quote_for_log(authority.unwrap_or_default())
-                ),
-            ));
-        }
+    if let Some(refusal) = config.upstream_hosts.as_ref().and_then(|allowed| allowed.refusal(&pairs)) {
+        return refused(&refusal);
     }
     let metadata = metadata(config, request);
     let properties = RequestProperties::read(config, |path| {
@@ -134,21 +125,13 @@ pub fn filter_outcome(config: &FilterConfig, request: &Request) -> Outcome {
     Outcome::Forwarded { remove, add, authorization, impersonation, headers }
 }
 
-/// `RequestContext::untrusted_peer` in `src/http.rs`: the same properties, the same refusals.
+/// `RequestContext::untrusted_peer` in `src/http.rs`: the same properties, the same
+/// `TrustedPeers::refusal`.
 fn untrusted_peer(config: &FilterConfig, request: &Request) -> Option<Refusal> {
     let trusted = config.trusted_peers.as_ref()?;
     let principal = trusted.checks_principal().then_some(request.principal.as_deref()).flatten();
     let address = trusted.checks_address().then_some(request.address.as_deref()).flatten();
-    if trusted.admits(principal.map(str::as_bytes), address.map(str::as_bytes)) {
-        return None;
-    }
-    if trusted.checks_address() && address.is_none() {
-        return Some(identity::direct_peer_unknown());
-    }
-    Some(Refusal::new(
-        Reason::UntrustedPeer,
-        "this peer may not send identity headers: it is neither a trusted principal nor in a trusted source CIDR",
-    ))
+    trusted.refusal(principal.map(str::as_bytes), address.map(str::as_bytes))
 }
 
 fn refused(refusal: &Refusal) -> Outcome {
