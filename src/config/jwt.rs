@@ -61,7 +61,7 @@ pub enum ConnectionFact {
     /// The mTLS peer's identity (an Istio SPIFFE ID: the client certificate's URI SAN); absent
     /// without mTLS.
     SourcePrincipal,
-    /// `source.address`: the downstream `ip:port` as Envoy sees it.
+    /// The direct TCP peer's IP address (`identity::DIRECT_PEER_PROPERTY`), without the port.
     SourceAddress,
 }
 
