@@ -116,11 +116,21 @@ impl<'vm> RequestContext<'vm> {
             return self.refuse_unedited(refusal, &pairs);
         }
 
-        // Full impersonation: the token, or none yet (the request will wait for it).
+        // Full impersonation: the token, or none yet (the request will wait for it). With
+        // `per_identity`, the token of this request's identity.
         let mut waits_for_token = false;
+        let mut identity_key = None;
         let authorization = match (&vm.token, vm.config.mode()) {
             (Some(runtime), Mode::FullImpersonation) => {
-                let value = runtime.usable_authorization();
+                let value = match &vm.identity_tokens {
+                    Some(tokens) => {
+                        let key = tokens.key(&plan.add);
+                        let value = tokens.authorization(&key);
+                        identity_key = Some(key);
+                        value
+                    }
+                    None => runtime.usable_authorization(),
+                };
                 waits_for_token = value.is_none();
                 value
             }
@@ -145,16 +155,29 @@ impl<'vm> RequestContext<'vm> {
             vm.metrics.forwarded();
             return Action::Continue;
         }
-        self.wait_for_token(vm)
+        self.wait_for_token(vm, identity_key)
     }
 
-    fn wait_for_token(&mut self, vm: &VmState) -> Action {
+    fn wait_for_token(&mut self, vm: &VmState, identity_key: Option<String>) -> Action {
         let Some(runtime) = &vm.token else {
             return self.refuse(Refusal::new(Reason::TokenUnavailable, "no token source"));
         };
-        let mut waiters = runtime.waiters.borrow_mut();
-        if waiters.len() >= vm.config.max_waiting_requests {
-            drop(waiters);
+        let waiter = Waiter {
+            context_id: self.context_id,
+            deadline_ms: host::now_ms() + vm.config.max_request_wait.as_millis() as u64,
+        };
+        let queued = match (&vm.identity_tokens, identity_key) {
+            (Some(tokens), Some(key)) => tokens.wait(key, waiter, vm.config.max_waiting_requests),
+            _ => {
+                let mut waiters = runtime.waiters.borrow_mut();
+                let room = waiters.len() < vm.config.max_waiting_requests;
+                if room {
+                    waiters.push(waiter);
+                }
+                room
+            }
+        };
+        if !queued {
             warn!(
                 "{} requests already wait for a token on this worker; refusing",
                 vm.config.max_waiting_requests
@@ -164,10 +187,6 @@ impl<'vm> RequestContext<'vm> {
                 "too many requests are waiting for a ServiceAccount token; retry shortly",
             ));
         }
-        waiters.push(Waiter {
-            context_id: self.context_id,
-            deadline_ms: host::now_ms() + vm.config.max_request_wait.as_millis() as u64,
-        });
         vm.metrics.paused();
         Action::Pause
     }

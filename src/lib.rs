@@ -21,6 +21,8 @@ mod host;
 #[cfg(target_arch = "wasm32")]
 mod http;
 #[cfg(target_arch = "wasm32")]
+mod identity_tokens;
+#[cfg(target_arch = "wasm32")]
 mod logger;
 #[cfg(target_arch = "wasm32")]
 mod metrics;

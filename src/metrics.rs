@@ -54,6 +54,9 @@ pub struct Metrics {
     token_seconds_to_expiry: Option<u32>,
     config_rejected: Option<u32>,
     rbac_check: [Option<u32>; 3],
+    identities_cached: Option<u32>,
+    identities_dropped: [Option<u32>; 2],
+    identity_token_fetches: Option<u32>,
 }
 
 const PREFIX: &str = "kiali_header_auth.";
@@ -84,6 +87,10 @@ impl Metrics {
             config_rejected: define(METRIC_COUNTER, "config_rejected_total"),
             rbac_check: ["allowed", "denied", "error"]
                 .map(|outcome| define(METRIC_COUNTER, &format!("rbac_check.{outcome}"))),
+            identities_cached: define(METRIC_GAUGE, "identities_cached"),
+            identities_dropped: ["idle", "evicted"]
+                .map(|why| define(METRIC_COUNTER, &format!("identities_dropped.{why}"))),
+            identity_token_fetches: define(METRIC_HISTOGRAM, "identity_token_fetches"),
         }
     }
 
@@ -165,6 +172,25 @@ impl Metrics {
             crate::rbac::Outcome::Error { .. } => 2,
         };
         bump(self.rbac_check[index], 1);
+    }
+}
+
+impl Metrics {
+    /// `per_identity`: identities holding a token slot, as last written to the shared index
+    /// (every change to the set is such a write, so the last writer's count is the count).
+    pub fn identities_cached(&self, count: usize) {
+        if let Some(id) = self.identities_cached {
+            host::record_metric(id, count as u64);
+        }
+    }
+
+    /// `per_identity`: an identity lost its slot, idle or `evicted` for a new one at
+    /// `max_identities`; `fetches` is how many tokens it was given while it held the slot.
+    pub fn identity_dropped(&self, evicted: bool, fetches: u32) {
+        bump(self.identities_dropped[usize::from(evicted)], 1);
+        if let Some(id) = self.identity_token_fetches {
+            host::record_metric(id, u64::from(fetches));
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use log::{error, info, warn};
 
 use crate::config::{FilterConfig, TokenSourceConfig, TokenSourceKind};
 use crate::host;
+use crate::identity_tokens::{FetchContext, IdentityFetch, IdentityFetcher, IdentityTokens};
 use crate::metrics::Metrics;
 use crate::random::Rng;
 use crate::rbac_runtime::{RbacChecker, RbacGate};
@@ -34,6 +35,9 @@ pub struct VmState {
     pub config: FilterConfig,
     pub metrics: Rc<Metrics>,
     pub token: Option<TokenRuntime>,
+    /// `token_source.per_identity`: the tokens per identity the requests use instead of the
+    /// one shared token (`token` then serves the RBAC self-check only).
+    pub identity_tokens: Option<IdentityTokens>,
     /// Set in `rbac_check: "enforce"` mode while a needed permission is denied.
     pub rbac_gate: RbacGate,
 }
@@ -145,6 +149,7 @@ pub struct Root {
     tick_ms: u32,
     metrics: Rc<Metrics>,
     rbac: RbacChecker,
+    identity_fetcher: IdentityFetcher,
 }
 
 impl Root {
@@ -161,6 +166,7 @@ impl Root {
             tick_ms: 0,
             metrics: Rc::new(Metrics::default()),
             rbac: RbacChecker::default(),
+            identity_fetcher: IdentityFetcher::default(),
         }
     }
 
@@ -219,28 +225,11 @@ impl Root {
                 return;
             }
         }
-        let callout = request::build(source, &self.credentials);
-        let headers: Vec<(&[u8], &[u8])> = callout
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
-            .collect();
-        let timeout_ms = u32::try_from(source.timeout.as_millis()).unwrap_or(u32::MAX);
-        match host::dispatch_http_call(&callout.cluster, &headers, &callout.body, timeout_ms) {
+        match send_token_request(source, &self.credentials) {
             Ok(call_id) => {
                 self.fetch = Some(FetchInFlight { call_id, started_ms: now_ms });
             }
-            Err(status) => {
-                let error = FetchError::new(
-                    FetchFailure::Dispatch,
-                    format!(
-                        "cannot send the token request to cluster {:?} (host status {status:?}); \
-                         check that the cluster exists in this Envoy and that `token_source.authority` is set",
-                        callout.cluster
-                    ),
-                );
-                self.finish_fetch(state, Err(error), now_ms, None);
-            }
+            Err(error) => self.finish_fetch(state, Err(error), now_ms, None),
         }
     }
 
@@ -317,6 +306,12 @@ impl Root {
     /// Resumes this worker's waiting requests when a token is usable, and answers 503 to those
     /// that waited `max_request_wait_ms`.
     fn serve_waiters(&self, state: &VmState, now_ms: u64) {
+        if let Some(tokens) = &state.identity_tokens {
+            for (waiters, authorization) in tokens.take_waiters(now_ms) {
+                self.release(waiters, authorization.as_deref());
+            }
+            return;
+        }
         let Some(runtime) = &state.token else {
             return;
         };
@@ -335,13 +330,21 @@ impl Root {
                 due
             }
         };
+        self.release(waiters, authorization.as_deref());
+    }
+
+    /// Resumes `waiters` with `authorization`, or refuses them with 503 when there is none.
+    fn release(&self, waiters: Vec<Waiter>, authorization: Option<&str>) {
+        if waiters.is_empty() {
+            return;
+        }
         for waiter in waiters {
             // The request may have been reset by its client since it paused.
             if host::set_effective_context(waiter.context_id).is_err() {
                 self.metrics.left_queue(false);
                 continue;
             }
-            match &authorization {
+            match authorization {
                 Some(value) => {
                     let applied = host::replace_header(
                         host::REQUEST_HEADERS,
@@ -369,6 +372,86 @@ impl Root {
         }
         let _ = host::set_effective_context(self.context_id);
     }
+
+    /// `per_identity`: the tick's work on the tokens per identity, in place of the shared
+    /// token's.
+    fn tick_identities(&mut self, state: &VmState, tokens: &IdentityTokens, now_ms: u64) {
+        let Some(source) = &state.config.token_source else {
+            return;
+        };
+        let timing = Self::timing(source);
+        self.identity_fetcher
+            .forget_lost(now_ms, source.timeout.as_millis() as u64);
+        let credentials = &self.credentials;
+        let mut dispatch = || send_token_request(source, credentials);
+        let metrics = Rc::clone(&self.metrics);
+        let mut ctx = FetchContext {
+            now_ms,
+            me: self.worker_id,
+            timing,
+            metrics: &metrics,
+            dispatch: &mut dispatch,
+        };
+        let failed = self.identity_fetcher.on_tick(tokens, &mut ctx);
+        for (fetch, error) in failed {
+            self.finish_identity_fetch(state, tokens, &fetch, Err(error), now_ms, None);
+        }
+        self.serve_waiters(state, now_ms);
+        for _ in 0..tokens.drop_gone_waiters(self.context_id) {
+            self.metrics.left_queue(false);
+        }
+        // The RBAC self-check's tick looks for a usable token in `token.local`.
+        if let Some(runtime) = &state.token {
+            *runtime.local.borrow_mut() = tokens.newest(now_ms);
+        }
+    }
+
+    fn finish_identity_fetch(
+        &mut self,
+        state: &VmState,
+        tokens: &IdentityTokens,
+        fetch: &IdentityFetch,
+        result: Result<crate::token::FetchedToken, FetchError>,
+        now_ms: u64,
+        latency_ms: Option<u64>,
+    ) {
+        let Some(source) = &state.config.token_source else {
+            return;
+        };
+        let timing = Self::timing(source);
+        let jitter = self.rng.next_unit();
+        let slot = IdentityFetcher::slot_of(fetch);
+        let stored =
+            IdentityFetcher::finish(tokens, fetch, &result, now_ms, self.worker_id, &timing, jitter);
+        match (&result, &stored) {
+            (Ok(fetched), Some(next)) => {
+                self.metrics.fetch_succeeded(latency_ms.unwrap_or(0));
+                info!(
+                    "token for identity slot {slot} fetched from {} (expires in {} s, generation {})",
+                    source.type_name(),
+                    fetched.expires_at_ms.saturating_sub(now_ms) / 1000,
+                    next.token.generation
+                );
+                if next.token.token.as_deref() == Some(fetched.token.as_str()) {
+                    let authorization = format!("Bearer {}", fetched.token);
+                    self.rbac.start(state, next.token.generation, &authorization, now_ms);
+                }
+            }
+            (Err(error), Some(next)) => {
+                self.metrics.fetch_failed(error.failure, latency_ms);
+                warn!(
+                    "token fetch for identity slot {slot} from {} failed ({}): {}; attempt {}, next try in {} ms",
+                    source.type_name(),
+                    error.failure.as_str(),
+                    error.detail,
+                    next.token.consecutive_failures,
+                    next.token.retry_at_ms.saturating_sub(now_ms),
+                );
+            }
+            (Ok(_), None) => self.metrics.fetch_succeeded(latency_ms.unwrap_or(0)),
+            (Err(error), None) => self.metrics.fetch_failed(error.failure, latency_ms),
+        }
+    }
 }
 
 /// The entry points `abi` calls.
@@ -381,6 +464,17 @@ impl Root {
         let Some(source) = &state.config.token_source else {
             return;
         };
+        if let Some(fetch) = self.identity_fetcher.take(call_id) {
+            let Some(tokens) = &state.identity_tokens else {
+                return;
+            };
+            let (status, body) = read_call_answer(num_headers, body_size);
+            let result = response::parse(&source.kind, status, &body, now_ms);
+            let latency = now_ms.saturating_sub(fetch.started_ms);
+            self.finish_identity_fetch(&state, tokens, &fetch, result, now_ms, Some(latency));
+            self.serve_waiters(&state, now_ms);
+            return;
+        }
         let answer = callout::classify(call_id, self.fetch, self.rbac.owns(call_id));
         let (rbac_review, started) = match answer {
             Answer::RbacReview => (true, None),
@@ -396,24 +490,7 @@ impl Root {
                 return;
             }
         };
-        let status = if num_headers == 0 {
-            None
-        } else {
-            host::get_header_map(host::CALL_RESPONSE_HEADERS)
-                .ok()
-                .and_then(|map| {
-                    map.pairs()
-                        .into_iter()
-                        .find(|(name, _)| *name == b":status")
-                        .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<u16>().ok())
-                })
-        };
-        let body = if body_size > 0 {
-            host::get_buffer(host::BUFFER_CALL_RESPONSE_BODY, body_size.min(1 << 20))
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
+        let (status, body) = read_call_answer(num_headers, body_size);
         if rbac_review {
             self.rbac.on_response(&state, call_id, status, &body, now_ms);
             return;
@@ -466,15 +543,22 @@ impl Root {
                 .map(|s| format!(", token source {} via cluster {:?}", s.type_name(), s.cluster))
                 .unwrap_or_default()
         );
+        let identity_tokens = config.token_source.as_ref().and_then(|source| {
+            source
+                .per_identity
+                .map(|per| IdentityTokens::new(source.cache_key(), per.max_identities, &config))
+        });
         let has_token = token.is_some();
         self.credentials = credentials;
         self.state = Some(Rc::new(VmState {
             config,
             metrics: self.metrics.clone(),
             token,
+            identity_tokens,
             rbac_gate: RbacGate::default(),
         }));
         self.rbac = RbacChecker::default();
+        self.identity_fetcher = IdentityFetcher::default();
         // An answer to a fetch of the previous configuration is ignored (see on_http_call_response).
         self.fetch = None;
         self.tick_ms = 0;
@@ -491,6 +575,15 @@ impl Root {
             return;
         };
         let now_ms = host::now_ms();
+        if let Some(tokens) = &state.identity_tokens {
+            self.tick_identities(&state, tokens, now_ms);
+            self.rbac.on_tick(&state, now_ms);
+            let fast = tokens.needs_fast_tick(now_ms, NEAR_END_OF_USE_MS);
+            let period = if fast { FAST_TICK_MS } else { SLOW_TICK_MS };
+            self.set_tick(period);
+            tokens.refresh_usable(now_ms, u64::from(period));
+            return;
+        }
         // A fetch whose answer never came (the VM lost it) must not block forever.
         if let (Some(source), Some(fetch)) = (&state.config.token_source, &self.fetch) {
             if now_ms > fetch.started_ms + source.timeout.as_millis() as u64 + 5_000 {
@@ -539,6 +632,49 @@ impl Root {
     pub fn vm_state(&self) -> Option<Rc<VmState>> {
         self.state.clone()
     }
+}
+
+/// The `:status` and body (up to 1 MiB) of the HTTP call answer being delivered.
+fn read_call_answer(num_headers: usize, body_size: usize) -> (Option<u16>, Vec<u8>) {
+    let status = if num_headers == 0 {
+        None
+    } else {
+        host::get_header_map(host::CALL_RESPONSE_HEADERS)
+            .ok()
+            .and_then(|map| {
+                map.pairs()
+                    .into_iter()
+                    .find(|(name, _)| *name == b":status")
+                    .and_then(|(_, value)| std::str::from_utf8(value).ok()?.parse::<u16>().ok())
+            })
+    };
+    let body = if body_size > 0 {
+        host::get_buffer(host::BUFFER_CALL_RESPONSE_BODY, body_size.min(1 << 20)).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    (status, body)
+}
+
+/// Sends one token request; the call id its answer will carry.
+fn send_token_request(source: &TokenSourceConfig, credentials: &Credentials) -> Result<u32, FetchError> {
+    let callout = request::build(source, credentials);
+    let headers: Vec<(&[u8], &[u8])> = callout
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_bytes(), value.as_bytes()))
+        .collect();
+    let timeout_ms = u32::try_from(source.timeout.as_millis()).unwrap_or(u32::MAX);
+    host::dispatch_http_call(&callout.cluster, &headers, &callout.body, timeout_ms).map_err(|status| {
+        FetchError::new(
+            FetchFailure::Dispatch,
+            format!(
+                "cannot send the token request to cluster {:?} (host status {status:?}); \
+                 check that the cluster exists in this Envoy and that `token_source.authority` is set",
+                callout.cluster
+            ),
+        )
+    })
 }
 
 fn read_credentials(config: &FilterConfig) -> Result<Credentials, String> {

@@ -1,6 +1,7 @@
 //! Soak: concurrent clients for a minute (KHA_SOAK_SECONDS) through Envoy with 2 workers, while
 //! the token service issues 3-second tokens and fails every fifth fetch. Every request is
-//! accounted for from the upstream's own record. Run with `make soak`.
+//! accounted for from the upstream's own record. Run with `make soak`: once with the one shared
+//! token, once with `token_source.per_identity` (40 identities, each its own token).
 
 mod common;
 
@@ -56,6 +57,17 @@ fn request_for(client: usize, seq: u64) -> (ClientRequest, Option<String>) {
 #[test]
 #[ignore = "a minute long: run with `make soak`"]
 fn soak_with_short_tokens_and_failing_fetches() {
+    soak("");
+}
+
+#[test]
+#[ignore = "a minute long: run with `make soak`"]
+fn soak_per_identity_with_short_tokens_and_failing_fetches() {
+    soak(r#","per_identity":true"#);
+}
+
+fn soak(token_source_extra: &str) {
+    let per_identity = !token_source_extra.is_empty();
     let seconds: u64 = std::env::var("KHA_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -72,7 +84,7 @@ fn soak_with_short_tokens_and_failing_fetches() {
             "token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}",
               "namespace":"kiali-auth","service_account":"kiali-impersonator",
               "credential_env":"TOKEN_REQUESTER_BEARER","timeout_ms":1000,
-              "retry_initial_ms":100,"retry_max_ms":500}},
+              "retry_initial_ms":100,"retry_max_ms":500{token_source_extra}}},
             "max_request_wait_ms":3000}}"#
     );
     let config = EnvoyConfig::proxy(upstream.addr())
@@ -146,6 +158,7 @@ fn soak_with_short_tokens_and_failing_fetches() {
     let forwarded = upstream.requests();
     let issued = tokens.issued();
     let mut checked = 0u64;
+    let mut users_of_bearer: HashMap<String, std::collections::BTreeSet<String>> = HashMap::new();
     for request in &forwarded {
         let seq: u64 = String::from_utf8_lossy(&values(request, "x-soak-seq")[0])
             .parse()
@@ -167,18 +180,23 @@ fn soak_with_short_tokens_and_failing_fetches() {
             "a client-supplied impersonation header arrived: {impersonation:?}"
         );
         assert_eq!(impersonation.len(), 3, "user and two groups: {impersonation:?}");
+        users_of_bearer.entry(token.to_string()).or_default().insert(user.clone());
         checked += 1;
     }
 
     let fetches = tokens.count();
     let failed_fetches = tokens.requests().len() - issued.len();
-    println!("soak: {elapsed:?}, {CLIENTS} keep-alive clients, Envoy with 2 workers");
+    println!(
+        "soak{}: {elapsed:?}, {CLIENTS} keep-alive clients, Envoy with 2 workers",
+        if per_identity { " (per_identity)" } else { "" }
+    );
     println!("  requests sent            {sent}");
     println!("  forwarded (upstream saw) {}", forwarded.len());
     println!("  answered 200             {ok}");
     println!("  refused                  {refused_total} {refused:?}");
     println!("  transport errors         {transport_errors}");
     println!("  token fetches            {fetches} ({} issued, {failed_fetches} failed on purpose)", issued.len());
+    println!("  distinct bearers used    {}", users_of_bearer.len());
     println!("  paused / resumed         {} / {}", stat(&envoy, "requests_paused_total"), stat(&envoy, "requests_resumed_total"));
 
     assert_eq!(transport_errors, 0, "no request lost on the wire");
@@ -190,4 +208,12 @@ fn soak_with_short_tokens_and_failing_fetches() {
     assert!(issued.len() as u64 >= seconds / 3, "tokens were refreshed: {}", issued.len());
     assert!(failed_fetches >= 1, "the token service failed some fetches on purpose");
     assert!(!envoy.log().contains("panicked"));
+    if per_identity {
+        for (bearer, users) in &users_of_bearer {
+            assert_eq!(users.len(), 1, "one bearer served several identities: {users:?} ({} chars)", bearer.len());
+        }
+        let identities: std::collections::BTreeSet<&String> = users_of_bearer.values().flatten().collect();
+        assert_eq!(identities.len(), CLIENTS * 5, "every identity was served");
+        assert!(stat(&envoy, "identities_cached") <= (CLIENTS * 5) as u64);
+    }
 }

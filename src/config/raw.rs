@@ -131,6 +131,8 @@ pub(super) struct RawTokenSource {
     pub(super) timeout_ms: Option<u64>,
     pub(super) retry_initial_ms: Option<u64>,
     pub(super) retry_max_ms: Option<u64>,
+    pub(super) per_identity: Option<bool>,
+    pub(super) max_identities: Option<usize>,
     // kubernetes_token_request
     pub(super) namespace: Option<String>,
     pub(super) service_account: Option<String>,

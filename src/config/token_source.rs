@@ -14,6 +14,8 @@ pub const DEFAULT_CALLOUT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_RETRY_INITIAL_MS: u64 = 500;
 pub const DEFAULT_RETRY_MAX_MS: u64 = 30_000;
 pub const DEFAULT_KUBERNETES_AUTHORITY: &str = "kubernetes.default.svc";
+pub const DEFAULT_MAX_IDENTITIES: usize = 1000;
+pub const MAX_MAX_IDENTITIES: usize = 100_000;
 pub const TOKEN_SOURCE_TYPES: &[&str] = &["kubernetes_token_request", "oauth2_client_credentials"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,13 +44,25 @@ pub struct TokenSourceConfig {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub kind: TokenSourceKind,
+    /// `per_identity: true`: one token per mapped identity instead of one for every request.
+    pub per_identity: Option<PerIdentity>,
+}
+
+/// `token_source.per_identity` and its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerIdentity {
+    /// At most this many identities hold a token at once (`token_source.max_identities`).
+    pub max_identities: usize,
 }
 
 impl TokenSourceConfig {
     /// A stable name for this source, used to key the shared token so that two plugins with
     /// different sources in one VM never read each other's token.
     pub fn cache_key(&self) -> String {
-        let description = format!("{:?}|{}|{}", self.kind, self.cluster, self.authority);
+        let description = format!(
+            "{:?}|{}|{}|{:?}",
+            self.kind, self.cluster, self.authority, self.per_identity
+        );
         format!(
             "kiali-header-auth/v1/token/{:016x}",
             fnv1a64(description.as_bytes())
@@ -122,6 +136,7 @@ pub(super) fn compile_token_source(raw: RawTokenSource) -> Result<TokenSourceCon
         non_empty(&format!("token_source.{field}"), value)
     };
     let cluster = required("cluster", raw.cluster)?;
+    let per_identity = per_identity(raw.per_identity, raw.max_identities)?;
     let (timeout, retry_initial, retry_max) =
         callout_timings(raw.timeout_ms, raw.retry_initial_ms, raw.retry_max_ms)?;
 
@@ -173,6 +188,7 @@ pub(super) fn compile_token_source(raw: RawTokenSource) -> Result<TokenSourceCon
                 expiration_seconds,
                 credential_env,
             },
+            per_identity,
         });
     }
 
@@ -202,7 +218,34 @@ pub(super) fn compile_token_source(raw: RawTokenSource) -> Result<TokenSourceCon
             scope: raw.scope.filter(|s| !s.is_empty()),
             audience: raw.audience.filter(|s| !s.is_empty()),
         },
+        per_identity,
     })
+}
+
+fn per_identity(
+    per_identity: Option<bool>,
+    max_identities: Option<usize>,
+) -> Result<Option<PerIdentity>, ConfigError> {
+    if per_identity != Some(true) {
+        if let Some(max) = max_identities {
+            return Err(ConfigError::new(
+                "token_source.max_identities",
+                format!(
+                    "bounds the tokens of `per_identity: true` (got {max} without it); set \
+                     `token_source.per_identity: true` or remove `max_identities`"
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let max_identities = max_identities.unwrap_or(DEFAULT_MAX_IDENTITIES);
+    if !(1..=MAX_MAX_IDENTITIES).contains(&max_identities) {
+        return Err(ConfigError::new(
+            "token_source.max_identities",
+            format!("must be between 1 and {MAX_MAX_IDENTITIES} (got {max_identities})"),
+        ));
+    }
+    Ok(Some(PerIdentity { max_identities }))
 }
 
 fn callout_timings(

@@ -2,6 +2,7 @@
 //! cache state machine. Pure: the root context does the host calls.
 
 pub mod callout;
+pub mod identities;
 pub mod jwt;
 pub mod request;
 pub mod response;

@@ -75,7 +75,7 @@ impl SharedState {
         self.usable_token(now_ms).is_none() || now_ms >= self.refresh_at_ms
     }
 
-    fn lease_active(&self, now_ms: u64) -> bool {
+    pub fn lease_active(&self, now_ms: u64) -> bool {
         self.lease_owner != 0 && now_ms < self.lease_until_ms
     }
 
