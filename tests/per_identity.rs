@@ -127,6 +127,16 @@ fn three_users_on_two_workers_get_three_tokens_one_each() {
     let alice_dev = &seen[&("alice".to_string(), vec!["dev".to_string()])];
     let alice_admins = &seen[&("alice".to_string(), vec!["dev".to_string(), "admins".to_string()])];
     assert!(alice_dev.is_disjoint(alice_admins), "{alice_dev:?} vs {alice_admins:?}");
+
+    // The RBAC self-check asks once, not once per identity: every token is the same
+    // ServiceAccount's (generation 1 of each slot is one generation to the check).
+    let permissions = 3; // users, groups, userextras of the oauth2-proxy preset
+    wait_stat(&s.envoy, "rbac_check.allowed", permissions);
+    std::thread::sleep(Duration::from_millis(500));
+    let reviews = s.tokens.reviews().reviews();
+    assert_eq!(reviews.len() as u64, permissions, "{reviews:#?}");
+    let bearers: BTreeSet<Option<String>> = reviews.into_iter().map(|review| review.bearer).collect();
+    assert_eq!(bearers.len(), 1, "one token was checked");
 }
 
 #[test]
