@@ -21,17 +21,15 @@ use std::rc::Rc;
 
 use crate::host;
 use crate::http;
-use crate::root::{Root, VmState};
+use crate::host::STOP_ITERATION;
+use crate::root::Root;
+use crate::vm_state::VmState;
 
 thread_local! {
     static ROOTS: RefCell<HashMap<u32, Root>> = RefCell::new(HashMap::new());
     /// The newest stream context and its root: `(context_id, root_id)`.
     static NEWEST_STREAM: Cell<(u32, u32)> = const { Cell::new((0, 0)) };
 }
-
-/// What `proxy_on_request_headers` answers (Envoy's `FilterHeadersStatus`).
-pub const CONTINUE: u32 = 0;
-pub const STOP_ITERATION: u32 = 1;
 
 #[cfg(target_os = "wasi")]
 extern "C" {

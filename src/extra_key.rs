@@ -15,7 +15,7 @@
 //! passes every step unchanged but for letter case, which the API server lowercases; so the
 //! filter accepts exactly those keys, lowercased, and sends them as they are.
 
-use crate::config::is_token_byte;
+use crate::names::is_token_byte;
 
 /// The key as the API server will see it (lowercase), or why it cannot get there intact.
 pub fn api_server_key(key: &str) -> Result<String, String> {

@@ -94,6 +94,10 @@ const OK: u32 = 0;
 const NOT_FOUND: u32 = 1;
 const CAS_MISMATCH: u32 = 8;
 
+/// What `proxy_on_request_headers` answers (Envoy's `FilterHeadersStatus`).
+pub const CONTINUE: u32 = 0;
+pub const STOP_ITERATION: u32 = 1;
+
 pub const REQUEST_HEADERS: u32 = 0;
 pub const CALL_RESPONSE_HEADERS: u32 = 6;
 pub const BUFFER_CALL_RESPONSE_BODY: u32 = 4;

@@ -3,14 +3,14 @@
 use std::borrow::Cow;
 
 use log::warn;
-use crate::abi::{CONTINUE, STOP_ITERATION};
 
 use crate::config::Mode;
-use crate::host::{self, REQUEST_HEADERS};
+use crate::host::{self, CONTINUE, REQUEST_HEADERS, STOP_ITERATION};
 use crate::identity;
 use crate::refusal::{Reason, Refusal};
 use crate::reply;
-use crate::root::{VmState, Waiter};
+use crate::local_token::Waiter;
+use crate::vm_state::VmState;
 
 pub enum Action {
     Continue,

@@ -17,9 +17,8 @@ pub const IMPERSONATE_USER: &str = "impersonate-user";
 pub const IMPERSONATE_GROUP: &str = "impersonate-group";
 pub const IMPERSONATE_UID: &str = "impersonate-uid";
 
-/// One request header as Envoy hands it over: name and raw value bytes (values may hold any
-/// byte Envoy lets through, including obs-text that is not UTF-8).
-pub type Header<'h> = (&'h [u8], &'h [u8]);
+pub use crate::names::{is_system_identity, trim_like_go, Header};
+pub use crate::peer::{direct_peer_unknown, DIRECT_PEER_FILTER_STATE, DIRECT_PEER_PROPERTY};
 
 /// Header names to remove. Inline capacity for a typical request (identity source headers and
 /// a few client `impersonate-*` names): no heap allocation per request, which costs far more in
@@ -75,33 +74,10 @@ pub fn collect_impersonation_headers<'h>(
     lines
 }
 
-/// `system:` identities (system:masters, system:admin, system:serviceaccount:...) are the keys to
-/// the cluster. Compared without regard to letter case to fail closed.
-pub fn is_system_identity(value: &str) -> bool {
-    value
-        .as_bytes()
-        .get(..7)
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"system:"))
-}
-
 /// The mTLS peer's identity (with Istio, its SPIFFE ID): the first URI SAN of the client
 /// certificate. Envoy has no `source.principal` property (measured with Envoy 1.40: reading it
 /// finds nothing even on an mTLS connection); this is where the principal is.
 pub const PEER_PRINCIPAL_PROPERTY: &[&str] = &["connection", "uri_san_peer_certificate"];
-/// The filter-state object that holds the direct TCP peer's address, `ip:port` or `ip`.
-///
-/// Not `source.address`: Envoy's `source.address` is the downstream remote address *after*
-/// `X-Forwarded-For` processing (`filters/common/expr/context.cc`, `PeerWrapper`, reads
-/// `downstreamAddressProvider().remoteAddress()`), which with the connection manager's default
-/// `use_remote_address: false` is the last address the *client* wrote in `X-Forwarded-For`. No
-/// property the Wasm host offers holds the direct peer (`common/wasm/context.cc`,
-/// `findValue`), but `filter_state` does hold what the `envoy.filters.http.set_filter_state`
-/// filter stored, and that filter can store `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`, which no
-/// header changes. A client cannot write filter state, so without that filter the property is
-/// missing and the filter refuses rather than guesses.
-pub const DIRECT_PEER_FILTER_STATE: &str = "kiali_header_auth.direct_remote_address";
-pub const DIRECT_PEER_PROPERTY: &[&str] = &["filter_state", DIRECT_PEER_FILTER_STATE];
-
 /// What Envoy knows about a request beyond its headers. The filter reads each one only when the
 /// configuration uses it, so the header-only modes make no extra host call.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -625,18 +601,6 @@ fn add_audit_extras<'c>(
     Ok(())
 }
 
-/// The refusal when the direct peer's address is needed and Envoy did not record it.
-pub fn direct_peer_unknown() -> Refusal {
-    Refusal::new(
-        Reason::UntrustedPeer,
-        format!(
-            "the direct peer's address is unknown: Envoy must run the \
-             envoy.filters.http.set_filter_state filter before this one, storing \
-             %DOWNSTREAM_DIRECT_REMOTE_ADDRESS% as {DIRECT_PEER_FILTER_STATE} (README: \
-             \"Trusted peers\"); the filter does not use addresses from X-Forwarded-For"
-        ),
-    )
-}
 
 /// A single identity value: UTF-8, no control characters, trimmed as Go will trim it, within the
 /// length limit.
@@ -694,15 +658,6 @@ fn check_length(identity: &IdentityConfig, header: &str, value: &[u8]) -> Result
     Ok(())
 }
 
-/// `value` without the spaces and horizontal tabs Go's header reader trims from both ends of a
-/// value (`net/textproto` `ReadMIMEHeader`: `bytes.TrimLeft(v, " \t")` and `trim` on the line),
-/// which Kiali and the API server both use. Every value the filter forwards goes through this
-/// before any check, so `" system:masters"` is checked as `system:masters`, the identity the API
-/// server would see. Only these two characters: trimming more (Rust's `str::trim` also removes
-/// U+00A0 and other Unicode spaces) would merge identities that Go keeps apart.
-pub fn trim_like_go(value: &str) -> &str {
-    value.trim_matches([' ', '\t'])
-}
 
 /// Distinct names only: the list is a handful of names, so a scan beats hashing.
 fn push_distinct<'h>(names: &mut Removals<'h>, name: &'h [u8]) {

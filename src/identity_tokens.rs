@@ -16,7 +16,7 @@ use log::{info, warn};
 use crate::config::FilterConfig;
 use crate::host;
 use crate::metrics::Metrics;
-use crate::root::{LocalToken, Waiter};
+use crate::local_token::{LocalToken, Waiter};
 use crate::token::identities::{
     identity_key, least_recently_used, Demand, IdentityIndex, IdentitySlot, Placement,
     PUBLISH_USE_EVERY_MS,

@@ -42,7 +42,7 @@ impl Logout {
             for pair in text.split(';') {
                 let name = pair.split('=').next().unwrap_or_default().trim();
                 let valid = name.starts_with(COOKIE_PREFIX)
-                    && name.bytes().all(crate::config::is_token_byte);
+                    && name.bytes().all(crate::names::is_token_byte);
                 if valid && !names.iter().any(|known| known == name) && names.len() < MAX_COOKIES {
                     names.push(name.to_string());
                 }

@@ -11,6 +11,33 @@ use ipnet::IpNet;
 
 use crate::refusal::{Reason, Refusal};
 
+/// The filter-state object that holds the direct TCP peer's address, `ip:port` or `ip`.
+///
+/// Not `source.address`: Envoy's `source.address` is the downstream remote address *after*
+/// `X-Forwarded-For` processing (`filters/common/expr/context.cc`, `PeerWrapper`, reads
+/// `downstreamAddressProvider().remoteAddress()`), which with the connection manager's default
+/// `use_remote_address: false` is the last address the *client* wrote in `X-Forwarded-For`. No
+/// property the Wasm host offers holds the direct peer (`common/wasm/context.cc`,
+/// `findValue`), but `filter_state` does hold what the `envoy.filters.http.set_filter_state`
+/// filter stored, and that filter can store `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`, which no
+/// header changes. A client cannot write filter state, so without that filter the property is
+/// missing and the filter refuses rather than guesses.
+pub const DIRECT_PEER_FILTER_STATE: &str = "kiali_header_auth.direct_remote_address";
+pub const DIRECT_PEER_PROPERTY: &[&str] = &["filter_state", DIRECT_PEER_FILTER_STATE];
+
+/// The refusal when the direct peer's address is needed and Envoy did not record it.
+pub fn direct_peer_unknown() -> Refusal {
+    Refusal::new(
+        Reason::UntrustedPeer,
+        format!(
+            "the direct peer's address is unknown: Envoy must run the \
+             envoy.filters.http.set_filter_state filter before this one, storing \
+             %DOWNSTREAM_DIRECT_REMOTE_ADDRESS% as {DIRECT_PEER_FILTER_STATE} (README: \
+             \"Trusted peers\"); the filter does not use addresses from X-Forwarded-For"
+        ),
+    )
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustedPeers {
     principals: Vec<String>,
@@ -31,7 +58,7 @@ impl TrustedPeers {
     }
 
     /// `principal` is the raw `connection.uri_san_peer_certificate` property, `address` the direct
-    /// TCP peer's address (`identity::DIRECT_PEER_PROPERTY`: `ip:port`, `[v6]:port` or `ip`),
+    /// TCP peer's address (`DIRECT_PEER_PROPERTY`: `ip:port`, `[v6]:port` or `ip`),
     /// never an address taken from `X-Forwarded-For`. Either may be absent.
     pub fn admits(&self, principal: Option<&[u8]>, address: Option<&[u8]>) -> bool {
         if let Some(principal) = principal {
@@ -55,7 +82,7 @@ impl TrustedPeers {
             return None;
         }
         if self.checks_address() && address.is_none() {
-            return Some(crate::identity::direct_peer_unknown());
+            return Some(direct_peer_unknown());
         }
         Some(Refusal::new(
             Reason::UntrustedPeer,

@@ -9,40 +9,18 @@
 //! `enforce` mode each worker copies the verdict into its `RbacGate` from the tick, so the request
 //! path reads a local cell and makes no host call.
 
-use std::cell::RefCell;
 
 use log::{info, warn};
 
 use crate::config::{RbacCheckMode, TokenSourceKind};
 use crate::host;
 use crate::rbac::{self, Check, Outcome, Permission, Verdict};
-use crate::refusal::{Reason, Refusal};
-use crate::root::VmState;
+use crate::vm_state::VmState;
 
 /// Tries at writing the verdict when another worker writes at the same time.
 const CAS_ATTEMPTS: usize = 8;
 /// Answers to forget (late answers of a check that was replaced or given up) kept at most.
 const MAX_RETIRED_CALLS: usize = 64;
-
-/// What the request path consults: the detail of the current denial, if any. Set only in
-/// `enforce` mode.
-#[derive(Default)]
-pub struct RbacGate {
-    denied: RefCell<Option<String>>,
-}
-
-impl RbacGate {
-    pub fn refusal(&self) -> Option<Refusal> {
-        self.denied
-            .borrow()
-            .as_ref()
-            .map(|detail| Refusal::new(Reason::RbacDenied, detail.clone()))
-    }
-
-    fn set(&self, verdict: &Verdict) {
-        *self.denied.borrow_mut() = verdict.refusal_detail();
-    }
-}
 
 /// One worker's part of the check.
 #[derive(Default)]

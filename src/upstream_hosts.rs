@@ -45,7 +45,7 @@ impl UpstreamHosts {
 
     /// The refusal for a request (its header pairs, `:authority` among them) for a host not
     /// listed; `None` when it may pass.
-    pub fn refusal(&self, headers: &[crate::identity::Header<'_>]) -> Option<Refusal> {
+    pub fn refusal(&self, headers: &[crate::names::Header<'_>]) -> Option<Refusal> {
         let authority = headers.iter().find(|(name, _)| *name == b":authority").map(|(_, value)| *value);
         if authority.is_some_and(|authority| self.admits(authority)) {
             return None;

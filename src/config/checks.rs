@@ -26,9 +26,7 @@ pub(super) fn header_name(field: &str, name: &str) -> Result<String, ConfigError
     Ok(lower)
 }
 
-pub fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
+pub use crate::names::is_token_byte;
 
 pub(super) fn non_empty(field: &str, value: String) -> Result<String, ConfigError> {
     if value.trim().is_empty() || value.chars().any(char::is_control) {

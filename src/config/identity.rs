@@ -189,7 +189,7 @@ fn compile_allow_list(
             ));
         }
         for (index, entry) in list.into_iter().enumerate() {
-            let trimmed = crate::identity::trim_like_go(&entry);
+            let trimmed = crate::names::trim_like_go(&entry);
             if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
                 return Err(ConfigError::new(
                     format!("{field}[{index}]"),
@@ -259,14 +259,14 @@ pub(super) fn compile_identity(mut raw: RawIdentity) -> Result<IdentityConfig, C
     for (index, group) in raw.static_groups.iter().enumerate() {
         let field = format!("identity.static_groups[{index}]");
         // Trimmed as Go's header reader will trim it (see identity::trim_like_go).
-        let trimmed = crate::identity::trim_like_go(group);
+        let trimmed = crate::names::trim_like_go(group);
         if trimmed.is_empty() || trimmed.chars().any(char::is_control) {
             return Err(ConfigError::new(
                 field,
                 "a static group must be non-empty and free of control characters",
             ));
         }
-        if !raw.allow_system_identities && crate::identity::is_system_identity(trimmed) {
+        if !raw.allow_system_identities && crate::names::is_system_identity(trimmed) {
             return Err(ConfigError::new(
                 field,
                 format!(
