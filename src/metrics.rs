@@ -1,5 +1,5 @@
 //! The filter's Envoy stats. Envoy shows them as `wasmcustom.kiali_header_auth.*`; the list and
-//! meaning of each is in README.md ("Metrics").
+//! meaning of each is in docs/operations.md ("Metrics").
 //!
 //! Per-request counters are batched in the worker VM and flushed by the root context's tick: a
 //! host call costs about a microsecond, and four of them per request were a large share of the

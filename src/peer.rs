@@ -32,8 +32,8 @@ pub fn direct_peer_unknown() -> Refusal {
         format!(
             "the direct peer's address is unknown: Envoy must run the \
              envoy.filters.http.set_filter_state filter before this one, storing \
-             %DOWNSTREAM_DIRECT_REMOTE_ADDRESS% as {DIRECT_PEER_FILTER_STATE} (README: \
-             \"Trusted peers\"); the filter does not use addresses from X-Forwarded-For"
+             %DOWNSTREAM_DIRECT_REMOTE_ADDRESS% as {DIRECT_PEER_FILTER_STATE} (docs/configuration.md: \
+             \"trusted_peers\"); the filter does not use addresses from X-Forwarded-For"
         ),
     )
 }

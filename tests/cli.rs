@@ -127,15 +127,16 @@ fn usage_errors_exit_2_and_stdin_is_read() {
     assert_eq!(code(&output), 0, "{}", output.stdout);
 }
 
-/// Every shipped configuration (Envoy bootstraps, deploy/ manifests, the README's examples):
+/// Every shipped configuration (Envoy bootstraps, deploy/ manifests, the ```json examples of
+/// README.md and docs/*.md; `check` walks docs/ for its Markdown):
 /// valid, found where expected; `kubectl kustomize deploy/` as a stream when kubectl is here.
 #[test]
 fn every_shipped_configuration_is_valid() {
-    let output = run(&["check", "--output", "json", "envoy.yaml", "envoy-jwt.yaml", "deploy", "README.md"]);
+    let output = run(&["check", "--output", "json", "envoy.yaml", "envoy-jwt.yaml", "deploy", "README.md", "docs"]);
     assert_eq!(code(&output), 0, "{}", output.stderr.as_str());
     let report = stdout_json(&output);
     let origins: Vec<String> = report["configurations"].as_array().into_iter().flatten().filter_map(|c| c["origin"].as_str().map(String::from)).collect();
-    for expected in ["envoy.yaml: Envoy", "envoy-jwt.yaml: Envoy", "WasmPlugin istio-system/kiali-header-auth", "TrafficExtension", "README.md:"] {
+    for expected in ["envoy.yaml: Envoy", "envoy-jwt.yaml: Envoy", "WasmPlugin istio-system/kiali-header-auth", "TrafficExtension", "docs/configuration.md:", "docs/jwt.md:"] {
         assert!(origins.iter().any(|o| o.contains(expected)), "{expected} not among {origins:?}");
     }
     let Ok(kustomized) = Command::new("kubectl").args(["kustomize", "deploy/"]).current_dir(root()).output() else {
@@ -147,10 +148,10 @@ fn every_shipped_configuration_is_valid() {
     assert!(text.contains("WasmPlugin istio-system/kiali-header-auth: valid (full impersonation)"), "{text}");
 }
 
-/// `explain` and `rbac` work on every shipped configuration and README example, one by one.
+/// `explain` and `rbac` work on every shipped configuration and documentation example, one by one.
 #[test]
 fn explain_and_rbac_work_on_every_shipped_configuration() {
-    let report = stdout_json(&run(&["check", "--output", "json", "envoy.yaml", "envoy-jwt.yaml", "deploy", "README.md"]));
+    let report = stdout_json(&run(&["check", "--output", "json", "envoy.yaml", "envoy-jwt.yaml", "deploy", "README.md", "docs"]));
     let origins: Vec<String> = report["configurations"].as_array().into_iter().flatten().filter_map(|c| c["origin"].as_str().map(String::from)).collect();
     assert!(origins.len() >= 15, "{origins:?}");
     for origin in &origins {

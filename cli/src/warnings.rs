@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::input::Host;
 use crate::simulate;
 
-/// (code, what it flags), as `--help` and the README list them.
+/// (code, what it flags), as `--help` and docs/cli.md list them.
 pub const CODES: &[(&str, &str)] = &[
     ("rbac-check-off", "a kubernetes_token_request token source with rbac_check \"off\""),
     ("untrusted-identity-headers", "identity headers believed from any peer: no trusted_peers, no JWT mode"),

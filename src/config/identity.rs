@@ -80,7 +80,7 @@ pub struct ExtraMapping {
 }
 
 /// Header names filled in by a preset. Each was checked against the proxy's documentation and
-/// source; see README.md "Identity presets".
+/// source; see docs/configuration.md "Identity presets".
 struct Preset {
     user_header: &'static str,
     groups_header: Option<&'static str>,

@@ -129,7 +129,7 @@ fn serde_error(bytes: &[u8], error: &serde_json::Error) -> ConfigError {
         field.push_str(missing);
     }
     let message = if text.starts_with("unknown field") {
-        format!("{text}; remove it or fix its spelling (see the configuration reference in README.md)")
+        format!("{text}; remove it or fix its spelling (see the configuration reference in docs/configuration.md)")
     } else {
         text
     };

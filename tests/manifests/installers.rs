@@ -39,7 +39,7 @@ fn kiali_pod(installer: Installer) -> Map<String, Value> {
 /// Issue 20, breakers 5 and 6: every resource that picks pods picks THIS Kiali, installed by
 /// either installer, and not another pod labelled `app: kiali` (istio-system is usually Istio's
 /// root namespace, whose EnvoyFilters and Wasm extensions reach every namespace); none attaches
-/// to a waypoint (ambient is not supported: README.md "Ambient mode").
+/// to a waypoint (ambient is not supported: docs/deployment.md "Ambient mode").
 #[test]
 fn every_selector_picks_this_kiali_from_either_installer_and_no_other_pod() {
     let mut checked = 0;
@@ -114,9 +114,9 @@ fn the_token_rolebinding_names_the_installers_service_account() {
             installer.service_account(DEFAULT_INSTANCE)
         );
     }
-    let readme = read("README.md") + &read("deploy/README.md");
+    let docs = crate::paths::documentation();
     for needle in ["kiali-service-account", "overlays/helm", "serviceAccountName"] {
-        assert!(readme.contains(needle), "README says which variant and how to check: {needle}");
+        assert!(docs.contains(needle), "the documentation says which variant and how to check: {needle}");
     }
 }
 
@@ -154,12 +154,12 @@ fn the_kiali_cr_patch_keeps_the_installers_default_pod_annotations() {
 #[test]
 fn ambient_is_marked_not_supported_and_nothing_suggests_a_shared_waypoint() {
     assert!(!repo().join("deploy/istio/ambient").exists(), "no half-done ambient variant");
-    let readme = read("README.md");
-    let ambient = readme
+    let docs = crate::paths::documentation();
+    let ambient = docs
         .split("\n## ")
-        .chain(readme.split("\n### "))
+        .chain(docs.split("\n### "))
         .find(|section| section.starts_with("Ambient"))
-        .expect("README.md has an Ambient section");
+        .expect("the documentation has an Ambient section");
     assert!(ambient.contains("not supported"), "{ambient}");
     for path in harness::paths::repository_files() {
         let name = path.to_string_lossy().into_owned();
@@ -173,17 +173,18 @@ fn ambient_is_marked_not_supported_and_nothing_suggests_a_shared_waypoint() {
     }
 }
 
-/// README's reason for not supporting ambient names every requirement Istio's source imposes
-/// (tests/models/istio_ambient.rs).
+/// The documentation's reason for not supporting ambient (docs/deployment.md, "Ambient mode")
+/// names every requirement Istio's source imposes (tests/models/istio_ambient.rs).
 #[test]
 fn readmes_ambient_section_names_what_istio_would_need() {
-    let readme = read("README.md");
-    let start = readme.find("### Ambient mode").expect("README.md has an Ambient mode section");
-    let section = &readme[start..];
-    let section = &section[..section[4..].find("\n### ").map(|i| i + 4).unwrap_or(section.len())];
+    let docs = crate::paths::documentation();
+    let start = docs.find("## Ambient mode\n").expect("the documentation has an Ambient mode section");
+    // From the heading to the next heading (any level) or the end of the file.
+    let section = &docs[start..];
+    let section = &section[..section.find("\n#").unwrap_or(section.len())];
     let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
     for (what, phrase, source) in crate::istio_ambient::REQUIREMENTS {
-        assert!(section.contains(phrase), "README's ambient section misses {what} ({source})");
+        assert!(section.contains(phrase), "the ambient section misses {what} ({source})");
     }
 }
 

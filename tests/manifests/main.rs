@@ -10,8 +10,8 @@
 //! - `plugins`: the WasmPlugin and TrafficExtension say the same thing;
 //! - `installers`: selectors, the token RoleBinding and the Kiali CR patch against the way the
 //!   Helm chart and the operator build Kiali's pod (tests/models/kiali_installers.rs);
-//! - `paths`: every repository path named in README.md, deploy/README.md and YAML comments exists,
-//!   and the top-level wasmplugin.yaml is deploy/istio/wasmplugin.yaml;
+//! - `paths`: every repository path named in README.md, docs/*.md, deploy/README.md and YAML
+//!   comments exists, and the top-level wasmplugin.yaml is deploy/istio/wasmplugin.yaml;
 //! - `rbac`: least privilege and the cross-references between `deploy/*.yaml` and the plugin;
 //! - `kustomize`: `kubectl kustomize deploy/` renders, and every rendered object validates;
 //! - `envoy_files`: the Envoy configurations, docker-compose.yaml and the Dockerfile.

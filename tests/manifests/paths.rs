@@ -56,6 +56,28 @@ fn repository_paths(text: &str, file: &Path) -> Vec<(String, bool)> {
         .collect()
 }
 
+/// The Markdown documentation, repository-relative: README.md, every docs/*.md (sorted) and
+/// deploy/README.md.
+pub fn documentation_files() -> Vec<String> {
+    let mut docs: Vec<String> = std::fs::read_dir(repo().join("docs"))
+        .expect("docs/")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    docs.sort();
+    std::iter::once("README.md".to_string())
+        .chain(docs)
+        .chain(std::iter::once("deploy/README.md".to_string()))
+        .collect()
+}
+
+/// The text of every file of `documentation_files`, one after the other.
+pub fn documentation() -> String {
+    documentation_files().iter().map(|f| read(f) + "\n").collect()
+}
+
 /// Whether `relative`, taken from `dir`, names something inside `root` (lexically: `..` pops).
 fn stays_inside(root: &Path, dir: &Path, relative: &str) -> bool {
     let mut parts: Vec<std::ffi::OsString> = dir.components().map(|c| c.as_os_str().to_owned()).collect();
@@ -82,7 +104,7 @@ fn yaml_comments(text: &str) -> String {
 /// Issue 20, "Smaller": stale paths (`deploy/networkpolicy.yaml`, `../../wasmplugin.yaml`, ...).
 #[test]
 fn every_repository_path_named_in_readmes_and_yaml_comments_exists() {
-    let mut sources: Vec<(std::path::PathBuf, String)> = ["README.md", "deploy/README.md"]
+    let mut sources: Vec<(std::path::PathBuf, String)> = documentation_files()
         .iter()
         .map(|f| (repo().join(f), read(f)))
         .collect();
@@ -149,12 +171,13 @@ fn cells(row: &str) -> usize {
     separators.saturating_sub(1)
 }
 
-/// Every row of every table in deploy/README.md and README.md has as many cells as its header.
+/// Every row of every table in README.md, docs/*.md and deploy/README.md has as many cells as its
+/// header.
 #[test]
 fn deploy_readme_tables_are_well_formed() {
-    for file in ["deploy/README.md", "README.md"] {
+    for file in documentation_files() {
         let mut header: Option<usize> = None;
-        for (number, line) in read(file).lines().enumerate() {
+        for (number, line) in read(&file).lines().enumerate() {
             let line = line.trim();
             if !line.starts_with('|') {
                 header = None;

