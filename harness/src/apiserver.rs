@@ -27,7 +27,7 @@ use crate::server::{Reply, Server};
 use crate::token_service::k8s_status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -518,6 +518,24 @@ impl ApiServerStandIn {
         Self::start_with(rules, default_authenticator()).expect("start ApiServerStandIn")
     }
 
+    /// Like [`ApiServerStandIn::start_with`], and `GET /api/v1/namespaces[/<name>]` are answered
+    /// by [`namespace_read`] with `access` (every other request as before).
+    pub fn start_with_namespaces(rules: ImpersonationRules, authenticate: Authenticator, access: NamespaceAccess) -> io::Result<ApiServerStandIn> {
+        let log: Recording<ApiServerExchange> = Recording::default();
+        let recording = log.clone();
+        let server = Server::start_at(
+            ([127, 0, 0, 1], 0),
+            Arc::new(move |request: RawRequest| {
+                let (status, body, believed) =
+                    namespace_read(&request, &rules, &authenticate, &access).unwrap_or_else(|| review(&request, &rules, &authenticate));
+                let reply = Reply::json(status, &body);
+                recording.push(ApiServerExchange { request, status, body, believed });
+                Box::pin(std::future::ready(reply))
+            }),
+        )?;
+        Ok(ApiServerStandIn { server, log })
+    }
+
     pub fn start_with(rules: ImpersonationRules, authenticate: Authenticator) -> io::Result<ApiServerStandIn> {
         let log: Recording<ApiServerExchange> = Recording::default();
         let recording = log.clone();
@@ -561,6 +579,138 @@ impl ApiServerStandIn {
     pub fn believed_user(&self) -> Option<UserInfo> {
         self.last().and_then(|e| e.believed)
     }
+}
+
+// ---- Namespace reads (a test knob for who may read which Namespace) ----
+
+/// A subject of an RBAC binding (`rbac.authorization.k8s.io/v1` `Subject`, kinds `User` and `Group`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    User(String),
+    Group(String),
+}
+
+impl Subject {
+    /// RBAC's `appliesToUser` (rbac.go): a `User` subject matches the user's name, a `Group`
+    /// subject any of its groups (those WithImpersonation built, `system:authenticated` included).
+    fn applies_to(&self, user: &UserInfo) -> bool {
+        match self {
+            Subject::User(name) => *name == user.name,
+            Subject::Group(group) => user.groups.iter().any(|g| g == group),
+        }
+    }
+}
+
+/// **Test knob**, not read from any manifest: the cluster's namespaces and who may read them,
+/// standing in for the RBAC bindings a real cluster would have:
+/// - [`NamespaceAccess::cluster_reader`]: a ClusterRoleBinding to a ClusterRole with `get` and
+///   `list` on `namespaces`, as Kiali's own ClusterRole has with `cluster_wide_access`
+///   (kiali/helm-charts `kiali-server/templates/role.yaml` and `role-viewer.yaml`);
+/// - [`NamespaceAccess::may_get`]: a RoleBinding in each named namespace to a role with `get` on
+///   `namespaces`. That allows `GET /api/v1/namespaces/<ns>` because the API server takes a
+///   namespace's own name as the request's namespace (kubernetes/apiserver
+///   `pkg/endpoints/request/requestinfo.go`, `NewRequestInfo`: for `/namespaces/{namespace}`,
+///   `requestInfo.Namespace = currentParts[1]`), and RBAC applies RoleBindings of that namespace.
+///   It does not allow the cluster-scoped `list`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceAccess {
+    namespaces: BTreeSet<String>,
+    cluster_readers: BTreeSet<Subject>,
+    getters: BTreeMap<Subject, BTreeSet<String>>,
+}
+
+impl NamespaceAccess {
+    /// A cluster with these namespaces, readable by no one yet.
+    pub fn new(namespaces: &[&str]) -> NamespaceAccess {
+        NamespaceAccess { namespaces: namespaces.iter().map(|n| n.to_string()).collect(), ..NamespaceAccess::default() }
+    }
+
+    /// `subject` may `get` and `list` every namespace.
+    pub fn cluster_reader(mut self, subject: Subject) -> NamespaceAccess {
+        self.cluster_readers.insert(subject);
+        self
+    }
+
+    /// `subject` may `get` each of `namespaces` (one RoleBinding in each).
+    pub fn may_get(mut self, subject: Subject, namespaces: &[&str]) -> NamespaceAccess {
+        self.getters.entry(subject).or_default().extend(namespaces.iter().map(|n| n.to_string()));
+        self
+    }
+
+    /// The cluster's namespaces, in name order.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.iter().map(String::as_str)
+    }
+
+    /// `RulesAllow` over the bindings above: `list` (cluster scope) for a cluster reader, `get`
+    /// of `namespace` also for a subject bound in that namespace.
+    pub fn allows(&self, user: &UserInfo, verb: &str, namespace: &str) -> bool {
+        if self.cluster_readers.iter().any(|s| s.applies_to(user)) {
+            return true;
+        }
+        verb == "get" && self.getters.iter().any(|(s, names)| s.applies_to(user) && names.contains(namespace))
+    }
+}
+
+/// `GET /api/v1/namespaces` (list) and `GET /api/v1/namespaces/<name>` (get), as the API server
+/// answers them: authentication and WithImpersonation as in [`review`], then authorization of
+/// the request itself over [`NamespaceAccess`] (403 `forbiddenMessage`, as [`Denial`]), then the
+/// object (404 `namespaces "<name>" not found`, `apierrors.NewNotFound`). A list comes in name
+/// order, as etcd's keys do. `None` for any other request. The believed user is returned also
+/// when the read itself is forbidden (authentication and impersonation succeeded).
+pub fn namespace_read(
+    request: &RawRequest,
+    rules: &ImpersonationRules,
+    authenticate: &Authenticator,
+    access: &NamespaceAccess,
+) -> Option<(u16, Value, Option<UserInfo>)> {
+    let rest = request.path_only().strip_prefix("/api/v1/namespaces")?;
+    // requestinfo.go: no name is `list`, one more segment is a `get` of that name.
+    let name = match rest.strip_prefix('/') {
+        None if rest.is_empty() => None,
+        Some(name) if !name.is_empty() && !name.contains('/') => Some(name.to_string()),
+        _ => return None,
+    };
+    if request.method != "GET" {
+        return None;
+    }
+    let headers = match GoHeader::read(&request.headers) {
+        Ok(h) => h,
+        Err(e) => return Some((400, k8s_status(400, "BadRequest", &e.to_string()), None)),
+    };
+    let Some(requester) = bearer_token(&headers).and_then(|t| authenticate(t)) else {
+        return Some((401, k8s_status(401, "Unauthorized", "Unauthorized"), None));
+    };
+    let user = match impersonate(&headers, &requester, rules) {
+        Ok(user) => user,
+        Err(denial) => return Some((denial.code(), denial.status_json(), None)),
+    };
+    let verb = if name.is_some() { "get" } else { "list" };
+    let namespace = name.clone().unwrap_or_default();
+    if !access.allows(&user, verb, &namespace) {
+        let attributes = Attributes { verb: verb.into(), resource: "namespaces".into(), name: namespace.clone(), namespace, ..Attributes::default() };
+        let denial = forbidden(&user, attributes);
+        return Some((denial.code(), denial.status_json(), Some(user)));
+    }
+    let object = |name: &str| json!({"metadata": {"name": name}, "spec": {}, "status": {"phase": "Active"}});
+    let answer = match name {
+        None => {
+            let items: Vec<Value> = access.namespaces().map(object).collect();
+            (200, json!({"kind": "NamespaceList", "apiVersion": "v1", "metadata": {}, "items": items}))
+        }
+        Some(name) if access.namespaces.contains(&name) => {
+            let mut namespace = object(&name);
+            namespace["kind"] = json!("Namespace");
+            namespace["apiVersion"] = json!("v1");
+            (200, namespace)
+        }
+        Some(name) => {
+            let mut status = k8s_status(404, "NotFound", &format!("namespaces {name:?} not found"));
+            status["details"] = json!({"name": name, "kind": "namespaces"});
+            (404, status)
+        }
+    };
+    Some((answer.0, answer.1, Some(user)))
 }
 
 #[cfg(test)]

@@ -16,9 +16,12 @@
 //!   values trimmed) - [`client_go_headers`].
 //!
 //! [`KialiStandIn`] sends that request to an [`ApiServerStandIn`] and answers with what it believed.
+//! Started with [`KialiStandIn::start_with_namespaces`], it also serves Kiali's namespace list
+//! and its cache ([`crate::kiali_cache`]).
 
 use crate::apiserver::{ApiServerStandIn, UserInfo, REVIEW_PATH};
 use crate::client::{self, ClientRequest};
+use crate::kiali_cache::{NamespaceCacheConfig, NamespaceService, NAMESPACES_PATH};
 use crate::message::RawRequest;
 use crate::recording::Recording;
 use crate::server::{Reply, Server};
@@ -269,6 +272,7 @@ pub struct KialiStandIn {
     server: Server,
     log: Recording<KialiExchange>,
     apiserver: Option<ApiServerStandIn>,
+    namespaces: Option<Arc<NamespaceService>>,
 }
 
 impl KialiStandIn {
@@ -283,20 +287,38 @@ impl KialiStandIn {
 
     /// Starts in front of the API server at `apiserver`.
     pub fn start_for(apiserver: SocketAddr) -> io::Result<KialiStandIn> {
+        Self::serve(apiserver, None)
+    }
+
+    /// Starts in front of the API server at `apiserver` (one started with
+    /// [`ApiServerStandIn::start_with_namespaces`]), also answering `GET /api/namespaces` as
+    /// Kiali does, with its namespace cache as `cache` says ([`NamespaceService`]).
+    pub fn start_with_namespaces(apiserver: SocketAddr, cache: NamespaceCacheConfig) -> io::Result<KialiStandIn> {
+        Self::serve(apiserver, Some(Arc::new(NamespaceService::new(cache))))
+    }
+
+    fn serve(apiserver: SocketAddr, namespaces: Option<Arc<NamespaceService>>) -> io::Result<KialiStandIn> {
         let log: Recording<KialiExchange> = Recording::default();
         let recording = log.clone();
+        let service = namespaces.clone();
         let server = Server::start_at(
             ([127, 0, 0, 1], 0),
             Arc::new(move |request: RawRequest| {
                 let recording = recording.clone();
+                let service = service.clone();
                 Box::pin(async move {
-                    let (reply, exchange) = handle(request, apiserver).await;
+                    let (reply, exchange) = handle(request, apiserver, service).await;
                     recording.push(exchange);
                     reply
                 })
             }),
         )?;
-        Ok(KialiStandIn { server, log, apiserver: None })
+        Ok(KialiStandIn { server, log, apiserver: None, namespaces })
+    }
+
+    /// The namespace list and its cache, when started with [`KialiStandIn::start_with_namespaces`].
+    pub fn namespace_service(&self) -> Option<&NamespaceService> {
+        self.namespaces.as_deref()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -344,7 +366,7 @@ fn error_reply(status: u16, message: &str) -> Reply {
     Reply::json(status, &json!({ "error": message }))
 }
 
-async fn handle(request: RawRequest, apiserver: SocketAddr) -> (Reply, KialiExchange) {
+async fn handle(request: RawRequest, apiserver: SocketAddr, namespaces: Option<Arc<NamespaceService>>) -> (Reply, KialiExchange) {
     let mut exchange = KialiExchange { request, auth: None, apiserver_status: None, apiserver: Value::Null };
     let headers = match GoHeader::read(&exchange.request.headers) {
         Ok(h) => h,
@@ -354,6 +376,10 @@ async fn handle(request: RawRequest, apiserver: SocketAddr) -> (Reply, KialiExch
     exchange.auth = Some(auth.clone());
     if auth.token.is_empty() {
         return (error_reply(401, "Token is missing"), exchange);
+    }
+    let request = &exchange.request;
+    if let Some(service) = namespaces.filter(|_| request.method == "GET" && request.path_only() == NAMESPACES_PATH) {
+        return (service.list(&auth, apiserver).await, exchange);
     }
     let mut review = ClientRequest::post(REVIEW_PATH)
         .header("Content-Type", "application/json")

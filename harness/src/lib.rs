@@ -10,6 +10,7 @@ pub mod demo;
 pub mod envoy;
 pub mod jwt;
 pub mod kiali;
+pub mod kiali_cache;
 pub mod message;
 pub mod paths;
 pub mod ports;
