@@ -192,3 +192,32 @@ fn kiali_2_30_serves_one_users_list_across_a_change_of_groups() {
     assert_eq!(seen.second, alices_own());
     assert_eq!(seen.hits, [false, true]);
 }
+
+/// The fix for Kiali up to v2.29.x: `token_source.per_identity` gives each identity its own
+/// bearer, so the cache keyed by bearer keeps alice's list to alice.
+#[test]
+fn per_identity_gives_bob_his_own_list() {
+    let seen = alice_then_bob(&plugin_config(r#""per_identity":true"#), NamespaceCacheConfig::kiali_2_29());
+    assert_eq!(seen.bearers.len(), 2, "{seen:?}");
+    assert_ne!(seen.bearers[0], seen.bearers[1], "a token per identity");
+    assert_eq!((seen.first, seen.second), (alices_own(), bobs_own()));
+    assert_eq!(seen.hits, [false, false]);
+}
+
+/// Up to v2.29.x the identity is the whole identity, groups included: alice without `dev` gets
+/// another token, so not the list she could read as a member of `dev` (which v2.30.0's key by
+/// user name serves her, see above).
+#[test]
+fn per_identity_keeps_a_change_of_groups_apart_on_kiali_2_29() {
+    let seen = first_then_second(
+        &plugin_config(r#""per_identity":true"#),
+        NamespaceCacheConfig::kiali_2_29(),
+        alice(),
+        Duration::ZERO,
+        user("alice", ""),
+    );
+    assert_ne!(seen.bearers[0], seen.bearers[1]);
+    assert_eq!(seen.first, alices_own());
+    assert_eq!(seen.second, set(&["bookinfo"]));
+    assert_eq!(seen.hits, [false, false]);
+}
