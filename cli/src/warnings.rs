@@ -15,6 +15,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("fail-open", "FAIL_OPEN: if the module fails, requests reach Kiali without the filter"),
     ("unpinned", "a WasmPlugin/TrafficExtension sha256 that is empty, missing or a placeholder"),
     ("jwt-phase", "JWT mode where the filter runs before jwt_authn (phase AUTHN, or before it in the chain)"),
+    ("shared-token", "one token for every user (no token_source.per_identity): Kiali v2.29 and older cache namespace lists by bearer"),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,14 @@ pub fn config_warnings(config: &FilterConfig) -> Vec<Warning> {
             "rbac-check-off",
             "rbac_check is \"off\": nothing tells you when the impersonator's ClusterRole lacks a grant, and Kiali \
              answers opaque 403s; use \"warn\" (the default) or \"enforce\"",
+        ));
+    }
+    if config.token_source.as_ref().is_some_and(|source| source.per_identity.is_none()) {
+        out.push(warn(
+            "shared-token",
+            "every user's requests carry the same token: Kiali v1.82.0 to v2.29.x cache namespace lists by bearer \
+             token (10-20 s), so one user's list is shown to another; set token_source.per_identity: true, or allow \
+             this warning on Kiali v2.30.0 and later (docs/configuration.md, \"One token per identity\")",
         ));
     }
     let Some(identity) = &config.identity else { return out };
