@@ -2,7 +2,7 @@
 //! filter. The pure modules below are compiled and tested natively; the proxy-wasm adapters
 //! (`abi` entry points, `host` calls, `root` and `http` contexts) only exist on `wasm32`.
 //!
-//! Layers, each importing only from the ones below it (`tests/layering.rs` checks there is no
+//! Layers, each importing only from the ones below it (`tests/suite/layering.rs` checks there is no
 //! cycle):
 //! - `names`: predicates on header names and identity values; imports nothing from the crate.
 //! - pure: `refusal`, `peer`, `extra_key`, `logout`, `upstream_hosts`, `json_path` ->

@@ -189,7 +189,7 @@ impl Drop for Refresher {
 mod tests {
     use super::*;
 
-    /// What Envoy makes of the files is the end-to-end test's (tests/bootstrap_rotation.rs).
+    /// What Envoy makes of the files is the end-to-end test's (tests/suite/bootstrap_rotation.rs).
     #[test]
     fn rotation_replaces_the_file_and_leaves_nothing_behind() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! `harness::yaml`: YAML as kubectl reads it, the rules of `tests/manifests/yaml.rs` returning errors
+//! `harness::yaml`: YAML as kubectl reads it, the rules of `tests/suite/manifests/yaml.rs` returning errors
 //! instead of panicking (the command line reads untrusted input with it). YAML 1.1 typing of
 //! plain (unquoted) scalars, as go-yaml v2 does
 //! under `sigs.k8s.io/yaml` (and PyYAML, and Envoy's yaml-cpp loader). serde_yaml follows YAML

@@ -1,7 +1,7 @@
 //! Self-tests of what only the harness does: the Envoy launcher's process handling, the token
-//! stand-in's refusals and hangs, and the demo binary. What the end-to-end tests in `tests/`
-//! already drive through a real Envoy is not repeated here (raw headers: tests/strip.rs; token
-//! behaviours and OAuth2: tests/token.rs; failing fetches: tests/soak.rs).
+//! stand-in's refusals and hangs, and the demo binary. What the end-to-end tests in `tests/suite/`
+//! already drive through a real Envoy is not repeated here (raw headers: tests/suite/strip.rs; token
+//! behaviours and OAuth2: tests/suite/token.rs; failing fetches: tests/suite/soak.rs).
 
 use harness::client::{self, ClientRequest};
 use harness::envoy::{self, Envoy, EnvoyConfig, Filter};

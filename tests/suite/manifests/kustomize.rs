@@ -8,10 +8,10 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::crds::{crd_errors, embedded_plugin_configs};
-use crate::files::{manifests_in, repo, top_level_deploy_manifests, Manifest};
-use crate::kubernetes::{check_documents, NOT_OBJECTS};
-use crate::WASMPLUGIN;
+use crate::manifests::crds::{crd_errors, embedded_plugin_configs};
+use crate::manifests::files::{manifests_in, repo, top_level_deploy_manifests, Manifest};
+use crate::manifests::kubernetes::{check_documents, NOT_OBJECTS};
+use crate::manifests::WASMPLUGIN;
 
 pub fn kustomize(dir: &Path) -> Vec<Manifest> {
     let output = Command::new("kubectl")
@@ -88,7 +88,7 @@ fn kustomization_renders_every_resource_in_order_and_each_validates() {
         Some(&"WasmPlugin"),
         "the filter last, once what it calls exists: {kinds:?}"
     );
-    let shipped = crate::wasmplugin();
+    let shipped = crate::manifests::wasmplugin();
     let plugin = rendered
         .iter()
         .find(|m| m.kind() == "WasmPlugin")

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::schema::display_path;
+use crate::manifests::schema::display_path;
 
 /// Every CEL and list-type error in `doc` against the CRD's openAPIV3Schema.
 pub fn check(schema: &Value, doc: &Value) -> Vec<String> {
@@ -31,7 +31,7 @@ fn walk(schema: &Value, value: &Value, pointer: &str, errors: &mut Vec<String>) 
             Some(true) => {}
             Some(false) => errors.push(format!("{path}: {message} (CEL: {rule})")),
             None => errors.push(format!(
-                "{path}: CEL rule `{rule}` has no hand-written check; add it to tests/manifests/cel.rs"
+                "{path}: CEL rule `{rule}` has no hand-written check; add it to tests/suite/manifests/cel.rs"
             )),
         }
     }

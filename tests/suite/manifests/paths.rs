@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::files::{read, repo};
+use crate::manifests::files::{read, repo};
 
 /// Extensions of the files this repository holds; a path-like token with another extension
 /// (`.go`, `.proto`, `.tpl`, `.yml`) names a file of another project (Istio's or Kiali's source,

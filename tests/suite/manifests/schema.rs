@@ -7,10 +7,10 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::cel;
-use crate::files::Manifest;
-use crate::kubernetes;
-use crate::yaml;
+use crate::manifests::cel;
+use crate::manifests::files::Manifest;
+use crate::manifests::kubernetes;
+use crate::manifests::yaml;
 
 pub struct Crd {
     pub group: String,

@@ -4,11 +4,8 @@
 //! only the current bootstrap token; the test replaces the file the way the kubelet does (new
 //! file, rename) and revokes the old token while requests flow and 3-second tokens refresh.
 
-mod common;
-#[path = "models/istio_cluster.rs"]
-mod istio_cluster;
-#[path = "models/kiali_installers.rs"]
-mod kiali_installers;
+use crate::common;
+use crate::models::{istio_cluster, kiali_installers};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,8 +4,8 @@
 use kiali_header_auth::config::{Mode, TokenSourceKind};
 use serde_json::{json, Value};
 
-use crate::files::{read, yaml_file};
-use crate::{
+use crate::manifests::files::{read, yaml_file};
+use crate::manifests::{
     wasmplugin, wasmplugin_config, BOOTSTRAP_DIR, CREDENTIAL_INJECTOR, JWT_WASMPLUGIN,
     TRAFFIC_EXTENSION, WASMPLUGIN,
 };

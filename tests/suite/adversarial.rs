@@ -1,7 +1,7 @@
 //! Hostile input through a real Envoy, over HTTP/1.1 and HTTP/2: every case asserts what the
 //! upstream received (or that it received nothing) and what the client got back.
 
-mod common;
+use crate::common;
 
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! What running the filter in ambient mode (a waypoint instead of Kiali's sidecar) would need,
 //! from istio/istio source (master of 2026-08, commit 86c9f01f). docs/deployment.md's "Ambient
-//! mode" says ambient is not supported; tests/manifests/installers.rs keeps that section naming
+//! mode" says ambient is not supported; tests/suite/manifests/installers.rs keeps that section naming
 //! every one of these, so the reason stays true to Istio.
 
 #![allow(dead_code)]

@@ -1,6 +1,6 @@
 //! Job 1 end to end: client impersonation headers never reach the upstream (strip-only mode).
 
-mod common;
+use crate::common;
 
 use common::*;
 use harness::ClientRequest;

@@ -2,7 +2,7 @@
 //! oauth2-proxy, under its own ServiceAccount. Its parts must fit each other and the bootstrap
 //! they run (`deploy/envoy/envoy.yaml`) the way the kubelet and Envoy would join them.
 
-use crate::files::{manifests_in, read, Manifest};
+use crate::manifests::files::{manifests_in, read, Manifest};
 use serde_json::Value;
 
 const FILE: &str = "deploy/envoy/deployment.yaml";

@@ -3,7 +3,7 @@
 //! impersonate what the configuration maps; logs and counts the answers; and in `enforce` mode
 //! refuses with 503 `rbac_denied` while a needed permission is denied.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ const TOKEN_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local"
 const SUBJECT: &str = "system:serviceaccount:kiali-auth:kiali-impersonator";
 
 /// No `credential_env`: the TokenRequest goes out without a bootstrap credential (the stand-in
-/// here does not require one; tests/bootstrap_rotation.rs covers the injected credential).
+/// here does not require one; tests/suite/bootstrap_rotation.rs covers the injected credential).
 fn config(rbac_check: Option<&str>) -> String {
     let mode = rbac_check
         .map(|m| format!(r#","rbac_check":"{m}""#))

@@ -1,7 +1,7 @@
 //! A real Kubernetes client through the filter: `kubectl --as/--as-group` sends impersonation
 //! headers, exactly what a client must never get through.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use kiali_header_auth::config::{FilterConfig, Mode, TokenSourceKind};
 use serde_json::{json, Value};
 
-use crate::files::{read, strings, yaml_file};
-use crate::{plugin_config, token_source, wasmplugin_config, SERVICE_ACCOUNT_CA};
+use crate::manifests::files::{read, strings, yaml_file};
+use crate::manifests::{plugin_config, token_source, wasmplugin_config, SERVICE_ACCOUNT_CA};
 
 const WASM_FILTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const STRING_VALUE_TYPE: &str = "type.googleapis.com/google.protobuf.StringValue";
@@ -177,7 +177,7 @@ fn production_envoy_example_uses_tls_and_the_host_environment() {
     assert_eq!(
         injector["typed_config"]["credential"]["typed_config"]["credential"]["sds_config"]
             ["path_config_source"]["watched_directory"]["path"],
-        crate::BOOTSTRAP_DIR,
+        crate::manifests::BOOTSTRAP_DIR,
         "{relative}: the projected token's directory"
     );
     let tls = &api["transport_socket"]["typed_config"];

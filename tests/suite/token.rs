@@ -2,7 +2,7 @@
 //! worker, refreshed before it expires, injected in place of the client's `Authorization`, and
 //! its absence is a 503 `token_unavailable`, never a pass-through.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};

@@ -1,12 +1,12 @@
 //! The deploy/ files against the way Kiali's installers really build Kiali's pod
-//! (tests/models/kiali_installers.rs, from the Helm chart's and the operator's source) and the way
+//! (tests/suite/models/kiali_installers.rs, from the Helm chart's and the operator's source) and the way
 //! Istio really applies resources placed in its root namespace.
 
 use serde_json::{Map, Value};
 
-use crate::files::{all_deploy_manifests, one, read, repo, top_level_deploy_manifests, Manifest};
-use crate::kiali_installers::{another_kiali_pod, selects, Installer, DEFAULT_INSTANCE, INSTALLERS};
-use crate::kustomize::kustomize;
+use crate::manifests::files::{all_deploy_manifests, one, read, repo, top_level_deploy_manifests, Manifest};
+use crate::manifests::kiali_installers::{another_kiali_pod, selects, Installer, DEFAULT_INSTANCE, INSTALLERS};
+use crate::manifests::kustomize::kustomize;
 
 /// The label selector a document uses to pick pods, by kind (Istio: WasmPlugin, TrafficExtension,
 /// RequestAuthentication `spec.selector.matchLabels`, EnvoyFilter `spec.workloadSelector.labels`,
@@ -114,7 +114,7 @@ fn the_token_rolebinding_names_the_installers_service_account() {
             installer.service_account(DEFAULT_INSTANCE)
         );
     }
-    let docs = crate::paths::documentation();
+    let docs = crate::manifests::paths::documentation();
     for needle in ["kiali-service-account", "overlays/helm", "serviceAccountName"] {
         assert!(docs.contains(needle), "the documentation says which variant and how to check: {needle}");
     }
@@ -154,7 +154,7 @@ fn the_kiali_cr_patch_keeps_the_installers_default_pod_annotations() {
 #[test]
 fn ambient_is_marked_not_supported_and_nothing_suggests_a_shared_waypoint() {
     assert!(!repo().join("deploy/istio/ambient").exists(), "no half-done ambient variant");
-    let docs = crate::paths::documentation();
+    let docs = crate::manifests::paths::documentation();
     let ambient = docs
         .split("\n## ")
         .chain(docs.split("\n### "))
@@ -174,27 +174,27 @@ fn ambient_is_marked_not_supported_and_nothing_suggests_a_shared_waypoint() {
 }
 
 /// The documentation's reason for not supporting ambient (docs/deployment.md, "Ambient mode")
-/// names every requirement Istio's source imposes (tests/models/istio_ambient.rs).
+/// names every requirement Istio's source imposes (tests/suite/models/istio_ambient.rs).
 #[test]
 fn readmes_ambient_section_names_what_istio_would_need() {
-    let docs = crate::paths::documentation();
+    let docs = crate::manifests::paths::documentation();
     let start = docs.find("## Ambient mode\n").expect("the documentation has an Ambient mode section");
     // From the heading to the next heading (any level) or the end of the file.
     let section = &docs[start..];
     let section = &section[..section.find("\n#").unwrap_or(section.len())];
     let section = section.split_whitespace().collect::<Vec<_>>().join(" ");
-    for (what, phrase, source) in crate::istio_ambient::REQUIREMENTS {
+    for (what, phrase, source) in crate::manifests::istio_ambient::REQUIREMENTS {
         assert!(section.contains(phrase), "the ambient section misses {what} ({source})");
     }
 }
 
 /// The Helm values shipped for Helm installs say what the Kiali CR patch says, and both set only
-/// keys the installers read (tests/models/kiali_installers.rs SETTINGS).
+/// keys the installers read (tests/suite/models/kiali_installers.rs SETTINGS).
 #[test]
 fn the_helm_values_are_the_kiali_cr_patch_and_both_set_only_known_keys() {
     let manifests = top_level_deploy_manifests();
     let patch = one(&manifests, "Kiali");
-    let values = crate::files::yaml_file("overlays/helm/kiali-values.yaml");
+    let values = crate::manifests::files::yaml_file("overlays/helm/kiali-values.yaml");
     assert_eq!(values, patch.doc["spec"], "overlays/helm/kiali-values.yaml and deploy/kiali-cr-patch.yaml's spec differ");
     fn leaves(value: &Value, prefix: &str, out: &mut Vec<String>) {
         match value.as_object() {
@@ -211,7 +211,7 @@ fn the_helm_values_are_the_kiali_cr_patch_and_both_set_only_known_keys() {
     leaves(&values, "", &mut set);
     for key in &set {
         assert!(
-            crate::kiali_installers::SETTINGS.contains(&key.as_str()),
+            crate::manifests::kiali_installers::SETTINGS.contains(&key.as_str()),
             "{key}: not a setting both installers are known to read"
         );
     }

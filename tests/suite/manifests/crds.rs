@@ -9,12 +9,12 @@ use std::sync::OnceLock;
 use kiali_header_auth::config::FilterConfig;
 use serde_json::{json, Value};
 
-use crate::cel;
-use crate::envoy_files::{configuration_string, wasm_filter_configs, ENVOY_FILES};
-use crate::files::{all_deploy_manifests, deploy_files, manifests_in, read, repo, Manifest};
-use crate::kubernetes::check_documents;
-use crate::schema::Catalog;
-use crate::{TRAFFIC_EXTENSION, WASMPLUGIN};
+use crate::manifests::cel;
+use crate::manifests::envoy_files::{configuration_string, wasm_filter_configs, ENVOY_FILES};
+use crate::manifests::files::{all_deploy_manifests, deploy_files, manifests_in, read, repo, Manifest};
+use crate::manifests::kubernetes::check_documents;
+use crate::manifests::schema::Catalog;
+use crate::manifests::{TRAFFIC_EXTENSION, WASMPLUGIN};
 
 pub fn catalog() -> &'static Catalog {
     static CATALOG: OnceLock<Catalog> = OnceLock::new();
@@ -199,7 +199,7 @@ fn every_cel_rule_of_the_vendored_crds_has_a_hand_written_check() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let crd = crate::yaml::single(
+        let crd = crate::manifests::yaml::single(
             &fs::read_to_string(&path).unwrap_or_default(),
             &path.display().to_string(),
         );
@@ -215,7 +215,7 @@ fn every_cel_rule_of_the_vendored_crds_has_a_hand_written_check() {
     }
     assert!(
         unknown.is_empty(),
-        "add these to tests/manifests/cel.rs: {unknown:#?}"
+        "add these to tests/suite/manifests/cel.rs: {unknown:#?}"
     );
     assert!(known.len() >= 15, "{known:#?}");
 }

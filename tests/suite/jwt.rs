@@ -3,7 +3,7 @@
 //! maps the verified claims. Every assertion is on what the upstream (and the token service)
 //! actually received.
 
-mod common;
+use crate::common;
 
 use common::*;
 use harness::jwt::{JwtAuthnOptions, TestIssuer};

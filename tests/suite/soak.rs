@@ -3,7 +3,7 @@
 //! accounted for from the upstream's own record. Run with `make soak`: once with the one shared
 //! token, once with `token_source.per_identity` (40 identities, each its own token).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

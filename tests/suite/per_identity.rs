@@ -3,7 +3,7 @@
 //! bounded set. Through a real Envoy with the credential injector (the path users deploy), on
 //! what the upstream and the token service received.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Barrier};
@@ -193,7 +193,9 @@ fn at_max_identities_the_set_stays_bounded() {
         assert!(stat(&s.envoy, "identities_cached") <= 2, "never more than max_identities");
     }
     assert_eq!(stat(&s.envoy, "identities_cached"), 2);
-    assert!(stat(&s.envoy, "identities_dropped.evicted") >= 3, "u3, u4 and u1 again each took a slot");
+    // u3 and u4 each took a slot. u1 again may not need one: a worker that still holds u1's
+    // token (unexpired, never given to anyone else) uses it until its end of use, without a slot.
+    assert!(wait_stat(&s.envoy, "identities_dropped.evicted", 2) >= 2, "u3 and u4 each took a slot");
     // Every identity still got a token of its own.
     let seen = bearers_by_identity(&s.upstream);
     assert_eq!(seen.len(), 4);

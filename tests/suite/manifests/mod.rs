@@ -9,7 +9,7 @@
 //!   and every plugin configuration embedded in one goes through the filter's own validator;
 //! - `plugins`: the WasmPlugin and TrafficExtension say the same thing;
 //! - `installers`: selectors, the token RoleBinding and the Kiali CR patch against the way the
-//!   Helm chart and the operator build Kiali's pod (tests/models/kiali_installers.rs);
+//!   Helm chart and the operator build Kiali's pod (tests/suite/models/kiali_installers.rs);
 //! - `paths`: every repository path named in README.md, docs/*.md, deploy/README.md and YAML
 //!   comments exists, and the top-level wasmplugin.yaml is deploy/istio/wasmplugin.yaml;
 //! - `rbac`: least privilege and the cross-references between `deploy/*.yaml` and the plugin;
@@ -21,12 +21,9 @@ mod crds;
 mod envoy_files;
 mod files;
 mod installers;
-#[path = "../models/istio_ambient.rs"]
-mod istio_ambient;
-#[path = "../models/istio_releases.rs"]
-mod istio_releases;
-#[path = "../models/kiali_installers.rs"]
-mod kiali_installers;
+pub(crate) use crate::models::istio_ambient;
+pub(crate) use crate::models::istio_releases;
+pub(crate) use crate::models::kiali_installers;
 mod kubernetes;
 mod kustomize;
 mod paths;

@@ -8,7 +8,7 @@
 //! first user's list is served to the next user for the cache's lifetime. v2.30.0 keys it by
 //! the impersonated user name (PR #10039), not by groups or extras.
 
-mod common;
+use crate::common;
 
 use common::chain::{full_config, TOKEN_CLUSTER};
 use common::send;

@@ -1,7 +1,7 @@
 //! `trusted_peers.principals` against a real mTLS peer: Envoy's listener requires a client
 //! certificate whose URI SAN is the peer's SPIFFE ID (see `common::mtls`).
 
-mod common;
+use crate::common;
 
 use common::mtls::MtlsEnvoy;
 use common::*;

@@ -2,7 +2,7 @@
 //! run, and on a live reload the update is rejected while the last good configuration keeps
 //! serving. Either way the log names the field.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

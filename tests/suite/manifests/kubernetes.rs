@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::files::Manifest;
+use crate::manifests::files::Manifest;
 
 /// Kinds this project ships that are not namespaced.
 pub const CLUSTER_SCOPED: &[&str] = &["Namespace", "ClusterRole", "ClusterRoleBinding"];
