@@ -89,8 +89,16 @@ fn injects_the_issued_token_and_sends_a_proper_token_request() {
             "spec":{"audiences":["https://kubernetes.default.svc"],"expirationSeconds":600}})
     );
     assert_eq!(issued[0].subject, "system:serviceaccount:kiali-auth:kiali-impersonator");
+    // The token service issues for the requested expirationSeconds (600), as the API server does.
+    let lifetime = issued[0].expires_at.duration_since(issued[0].issued_at).unwrap();
+    assert!((599..=600).contains(&lifetime.as_secs()), "{lifetime:?}");
     assert_eq!(wait_stat(&s.envoy, "token_fetch.success", 1), 1);
-    assert!(stat(&s.envoy, "token_seconds_to_expiry") > 3000);
+    // Usable until 10 s (the margin's cap) before expiry.
+    assert!(
+        eventually(Duration::from_secs(3), || (585..=590).contains(&stat(&s.envoy, "token_seconds_to_expiry"))),
+        "{}",
+        stat(&s.envoy, "token_seconds_to_expiry")
+    );
 }
 
 /// `token_source.credential_env` (README: "Leave it out"; kept for setups that cannot run the
@@ -128,7 +136,7 @@ fn credential_env_supplies_the_bootstrap_bearer_without_an_injector() {
 fn cold_start_burst_of_200_requests_causes_exactly_one_fetch() {
     let tokens = token_service(Behavior::Delay {
         delay: Duration::from_millis(300),
-        lifetime: Duration::from_secs(3600),
+        lifetime: None,
     });
     let s = start(&k8s_config(""), tokens, 2);
     let addr = s.envoy.addr();
@@ -634,4 +642,29 @@ fn the_clients_authorization_is_removed_before_a_request_waits() {
     assert!(line("control").contains("authorization=[Bearer client-secret-control]"), "{}", line("control"));
     assert!(line("waited").contains("503 authorization=[-]"), "{}", line("waited"));
     assert_eq!(s.upstream.count(), 0);
+}
+
+/// The API server answers 404 `NotFound` to a TokenRequest for a ServiceAccount that does not
+/// exist (token.go); the filter counts it as an HTTP failure, answers 503 `token_unavailable`, and
+/// recovers once the ServiceAccount is created, without a restart.
+#[test]
+fn a_service_account_that_does_not_exist_is_a_404_and_requests_get_503_until_it_does() {
+    let config = k8s_config(r#","max_request_wait_ms":300"#).replace("kiali-impersonator", "not-created-yet");
+    let s = start(&config, token_service(Behavior::default()), 1);
+    assert_refused(&send(&s.envoy, &user("alice")), 503, "token_unavailable");
+    assert!(wait_stat(&s.envoy, "token_fetch.failure.http_status", 1) >= 1);
+    assert!(
+        s.envoy.wait_for_log(r#"TokenRequest failed with HTTP 404: reason "NotFound""#, Duration::from_secs(5)),
+        "{}",
+        s.envoy.log()
+    );
+    assert!(s.envoy.log().contains(r#"serviceaccounts \u{22}not-created-yet\u{22} not found"#), "{}", s.envoy.log());
+    assert!(s.tokens.issued().is_empty());
+    assert_eq!(s.upstream.count(), 0);
+
+    s.tokens.add_service_account("kiali-auth", "not-created-yet");
+    assert!(eventually(Duration::from_secs(10), || send(&s.envoy, &user("alice")).status == 200));
+    let issued = s.tokens.issued();
+    assert_eq!(issued[0].subject, "system:serviceaccount:kiali-auth:not-created-yet");
+    assert_eq!(bearer_of(&s.upstream.last().unwrap()), issued[0].token);
 }

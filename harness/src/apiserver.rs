@@ -24,7 +24,7 @@ use crate::kiali::GoHeader;
 use crate::message::RawRequest;
 use crate::recording::Recording;
 use crate::server::{Reply, Server};
-use crate::token_service::k8s_status;
+use crate::api_status::k8s_status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -2,6 +2,7 @@
 //!
 //! Everything binds 127.0.0.1 and stops on Drop. See `docs/HARNESS_SPEC.md`.
 
+pub mod api_status;
 pub mod apiserver;
 pub mod bench;
 pub mod bootstrap_token;
