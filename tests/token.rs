@@ -295,7 +295,7 @@ fn token_service_refusing_connections() {
     assert_refused(&send(&envoy, &user("alice")), 503, "token_unavailable");
     assert!(wait_stat(&envoy, "token_fetch.failure.transport", 1) >= 1);
     let tokens = TokenService::start_at(([127, 0, 0, 1], port)).expect("port still free");
-    tokens.set_required_bearer(Some(bootstrap.current()));
+    bootstrap.accepted_by(&tokens);
     assert!(eventually(Duration::from_secs(10), || send(&envoy, &user("a")).status == 200));
     assert_eq!(upstream.count(), 1);
     assert!(envoy.log().contains("failed (transport)"));

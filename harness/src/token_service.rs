@@ -122,7 +122,9 @@ impl IssuedToken {
 struct State {
     behavior: Behavior,
     behavior_generation: u64,
-    required_bearer: Option<String>,
+    /// The bootstrap bearers the TokenRequest route accepts, each until its expiry (`None`: no
+    /// expiry); `None`: any request is accepted (no check).
+    bearers: Option<Vec<AcceptedBearer>>,
     oauth_client: Option<(String, String)>,
     jwt: bool,
     fail_every_nth: Option<u32>,
@@ -141,7 +143,7 @@ impl Default for State {
         State {
             behavior: Behavior::default(),
             behavior_generation: 0,
-            required_bearer: None,
+            bearers: None,
             oauth_client: None,
             jwt: false,
             fail_every_nth: None,
@@ -152,6 +154,29 @@ impl Default for State {
             reviews: SelfSubjectAccessReviews::default(),
             service_accounts: BTreeSet::from([(namespace.to_string(), name.to_string())]),
         }
+    }
+}
+
+/// A bootstrap bearer the TokenRequest route accepts.
+#[derive(Clone, Debug)]
+struct AcceptedBearer {
+    token: String,
+    until: Option<SystemTime>,
+}
+
+impl State {
+    /// Accepts `token` too, until `until` (`None`: for ever).
+    fn accept(&mut self, token: &str, until: Option<SystemTime>) {
+        let bearers = self.bearers.get_or_insert_with(Vec::new);
+        bearers.retain(|b| b.token != token);
+        bearers.push(AcceptedBearer { token: token.to_string(), until });
+    }
+
+    /// Whether the TokenRequest route accepts `presented` at `now`.
+    fn accepts(&self, presented: Option<&str>, now: SystemTime) -> bool {
+        self.bearers.as_ref().is_none_or(|bearers| {
+            presented.is_some_and(|p| bearers.iter().any(|b| b.token == p && b.until.is_none_or(|until| now < until)))
+        })
     }
 }
 
@@ -203,19 +228,38 @@ impl TokenService {
         s.behavior_generation += 1;
     }
 
-    /// Requires `Authorization: Bearer <token>` on the TokenRequest route (`None`: no check).
+    /// Requires `Authorization: Bearer <token>` on the TokenRequest route, this token only, with no
+    /// expiry (every other accepted bearer is revoked); `None`: no check.
     pub fn set_required_bearer(&self, bearer: Option<&str>) {
-        lock(&self.state).required_bearer = bearer.map(str::to_string);
+        let mut s = lock(&self.state);
+        s.bearers = None;
+        if let Some(bearer) = bearer {
+            s.accept(bearer, None);
+        }
     }
 
+    /// Also accepts the bootstrap bearer `token` on the TokenRequest route, until `until` (the
+    /// expiry of a projected ServiceAccount token; the API server's authenticator refuses it
+    /// from then on). Bearers accepted before stay accepted until their own expiry: a token the
+    /// kubelet replaced in the pod's file is not revoked by that.
+    pub fn accept_bearer(&self, token: &str, until: SystemTime) {
+        lock(&self.state).accept(token, Some(until));
+    }
+
+    /// Whether the TokenRequest route accepts `Authorization: Bearer <token>` at `at`.
+    pub fn accepts_bearer(&self, token: &str, at: SystemTime) -> bool {
+        lock(&self.state).accepts(Some(token), at)
+    }
+
+    /// The bearer accepted last, if a bearer is required.
     pub fn required_bearer(&self) -> Option<String> {
-        lock(&self.state).required_bearer.clone()
+        lock(&self.state).bearers.as_ref().and_then(|b| b.last()).map(|b| b.token.clone())
     }
 
-    /// `set_required_bearer` for another thread (the bootstrap token refresher).
-    pub fn bearer_handle(&self) -> impl Fn(Option<&str>) + Send + 'static {
+    /// `accept_bearer` for another thread (the bootstrap token refresher).
+    pub fn bearer_handle(&self) -> impl Fn(&str, SystemTime) + Send + 'static {
         let state = self.state.clone();
-        move |bearer| lock(&state).required_bearer = bearer.map(str::to_string)
+        move |token, until| lock(&state).accept(token, Some(until))
     }
 
     /// Requires these client credentials on the OAuth2 route (HTTP Basic or
@@ -520,11 +564,9 @@ fn json_reply(status: u16, body: Vec<u8>, cache_control: &str) -> Reply {
 }
 
 fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, ns: &str, sa: &str) -> Reply {
-    let required = lock(state).required_bearer.clone();
-    if let Some(required) = required {
-        if authorization(req, "bearer").as_deref() != Some(required.as_str()) {
-            return Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"));
-        }
+    // The authenticator (before any handler): an unknown or expired bearer is 401.
+    if !lock(state).accepts(authorization(req, "bearer").as_deref(), SystemTime::now()) {
+        return Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"));
     }
     let TokenRequestSpec { mut spec, mut audiences, expiration_seconds } = match validate_token_request(req) {
         Ok(x) => x,

@@ -39,7 +39,8 @@ pub fn injected_config(
         .filter(Filter::wasm(plugin_config))
 }
 
-/// Starts Envoy as users deploy it. `tokens` is made to accept the bootstrap token, and only it.
+/// Starts Envoy as users deploy it. `tokens` is made to accept the bootstrap token (until it
+/// expires), and no other.
 pub fn start_injected(plugin_config: &str, tokens: TokenService, workers: u32) -> TokenSetup {
     start_injected_with(plugin_config, tokens, workers, |config| config)
 }
@@ -57,7 +58,8 @@ pub fn start_injected_with(
     );
     let dir = tempfile::tempdir().expect("a temporary directory");
     let bootstrap = BootstrapToken::create(dir.path()).expect("write the bootstrap token");
-    tokens.set_required_bearer(Some(bootstrap.current()));
+    tokens.set_required_bearer(None);
+    bootstrap.accepted_by(&tokens);
     let upstream = EchoUpstream::start();
     let config = change(injected_config(plugin_config, tokens.addr(), &bootstrap, workers, upstream.addr()));
     let envoy = Envoy::start(&config);
