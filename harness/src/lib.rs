@@ -9,6 +9,7 @@ pub mod bootstrap_token;
 pub mod client;
 pub mod demo;
 pub mod envoy;
+pub mod go_header;
 pub mod jwt;
 pub mod kiali;
 pub mod message;
