@@ -58,10 +58,11 @@ pub const MAX_HANG: Duration = Duration::from_secs(120);
 pub const JWT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// How the service answers token requests; switchable at runtime.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Behavior {
     /// Issue a token as the API server does: for `spec.expirationSeconds` (3600 when omitted).
     /// OAuth2: for [`DEFAULT_LIFETIME`].
+    #[default]
     AsRequested,
     /// Test knob, the lifetime override: issue a token for `lifetime` whatever was requested
     /// (the request is still validated). The real API never issues less than 10 minutes.
@@ -85,11 +86,6 @@ pub enum Behavior {
     Delay { delay: Duration, lifetime: Option<Duration> },
 }
 
-impl Default for Behavior {
-    fn default() -> Self {
-        Behavior::AsRequested
-    }
-}
 
 /// Which endpoint issued a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
