@@ -4,7 +4,7 @@
 //!
 //! Models, in the order the API server applies them (its handler chain runs authentication,
 //! then impersonation, then authorization of the request itself):
-//! - reading headers: Go's `net/textproto` (see [`crate::kiali::GoHeader`]);
+//! - reading headers: Go's `net/textproto` (see [`crate::go_header::GoHeader`]);
 //! - bearer authentication: `k8s.io/apiserver` `pkg/authentication/request/bearertoken/bearertoken.go`
 //!   (`AuthenticateRequest`), with a test-supplied token authenticator;
 //! - impersonation: `k8s.io/apiserver` `pkg/endpoints/filters/impersonation/impersonation.go`
@@ -20,11 +20,11 @@
 //! Not modelled: Roles and RoleBindings, aggregated ClusterRoles, anonymous authentication (a
 //! request without a valid bearer is answered 401), and the authorization of the request itself.
 
-use crate::kiali::GoHeader;
+use crate::go_header::GoHeader;
 use crate::message::RawRequest;
 use crate::recording::Recording;
 use crate::server::{Reply, Server};
-use crate::token_service::k8s_status;
+use crate::api_status::k8s_status;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

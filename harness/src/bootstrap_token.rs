@@ -4,15 +4,23 @@
 //! secret whose `path_config_source` watches the token's directory (see
 //! `EnvoyConfig::bootstrap_credential`).
 //!
-//! The strict token service accepts only the current token: `BootstrapToken::rotate` returns the
-//! new one, the caller hands it to `TokenService::set_required_bearer` and the old one is revoked.
+//! Each token has an expiry, as a projected token does. The kubelet replaces the file when the
+//! token is older than 80% of its lifetime (`pkg/kubelet/token/token_manager.go`,
+//! `requiresRefresh`), and the token it replaced is not revoked: the API server accepts it until
+//! it expires. [`BootstrapToken::rotate_for`] does both: new file, and the token service
+//! (`TokenService::accept_bearer`) accepts the new token while the old one stays valid until its
+//! own expiry.
 
 use crate::token_service::{random_u64, TokenService};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+/// The lifetime of the projected bootstrap token deploy/ mounts (`serviceAccountToken` with
+/// `expirationSeconds: 3600` in deploy/envoy/deployment.yaml and deploy/kiali-cr-patch.yaml).
+pub const KUBELET_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The token file's name in its directory (as in a projected volume's `path`).
 pub const TOKEN_FILE: &str = "token";
@@ -25,6 +33,9 @@ pub const SECRET_NAME: &str = "kiali-header-auth-bootstrap-token";
 pub struct BootstrapToken {
     dir: PathBuf,
     current: String,
+    /// When `current` expires.
+    expires_at: SystemTime,
+    lifetime: Duration,
     rotations: u64,
 }
 
@@ -51,13 +62,21 @@ pub fn sds_resource(token_file: &Path) -> String {
 }
 
 impl BootstrapToken {
-    /// Creates `dir` if needed, writes a first token and the SDS resource.
+    /// Creates `dir` if needed, writes a first token (of [`KUBELET_TOKEN_LIFETIME`]) and the SDS
+    /// resource.
     pub fn create(dir: &Path) -> io::Result<BootstrapToken> {
+        Self::create_with_lifetime(dir, KUBELET_TOKEN_LIFETIME)
+    }
+
+    /// `create` with tokens of `lifetime`.
+    pub fn create_with_lifetime(dir: &Path, lifetime: Duration) -> io::Result<BootstrapToken> {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         let mut token = BootstrapToken {
             dir,
             current: String::new(),
+            expires_at: SystemTime::now(),
+            lifetime,
             rotations: 0,
         };
         token.rotate()?;
@@ -84,26 +103,51 @@ impl BootstrapToken {
         &self.current
     }
 
+    /// When the current token expires.
+    pub fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+
     /// Writes a new token (write-new-then-rename) and returns it.
     pub fn rotate(&mut self) -> io::Result<String> {
+        self.rotate_with(|_, _| ())
+    }
+
+    /// Makes a new token, hands it and its expiry to `issued` (the API server knows a token from
+    /// the moment it issues it), then writes it (write-new-then-rename). Returns it.
+    fn rotate_with(&mut self, issued: impl FnOnce(&str, SystemTime)) -> io::Result<String> {
         self.rotations += 1;
         let token = format!("bootstrap-{}-{:016x}", self.rotations, random_u64());
+        let expires_at = SystemTime::now() + self.lifetime;
+        issued(&token, expires_at);
         replace_file(&self.token_file(), token.as_bytes())?;
         self.current = token.clone();
+        self.expires_at = expires_at;
         Ok(token)
     }
 
-    /// Rotates, then makes `tokens` accept only the new token (the old one is revoked).
-    pub fn rotate_and_revoke(&mut self, tokens: &TokenService) -> io::Result<String> {
-        let token = self.rotate()?;
-        tokens.set_required_bearer(Some(&token));
-        Ok(token)
+    /// Makes `tokens` accept the current token until it expires (the API server knows every
+    /// token it issued).
+    pub fn accepted_by(&self, tokens: &TokenService) {
+        tokens.accept_bearer(&self.current, self.expires_at);
+    }
+
+    /// Rotates as the kubelet does (`pkg/kubelet/token/token_manager.go`): a TokenRequest first,
+    /// so `tokens` accepts the new token before it is written to the file; the old one stays
+    /// accepted until its own expiry. Returns the new token.
+    pub fn rotate_for(&mut self, tokens: &TokenService) -> io::Result<String> {
+        self.rotate_with(|token, expires_at| tokens.accept_bearer(token, expires_at))
     }
 }
 
 /// How often `make run` and docker-compose replace the bootstrap token (the kubelet does it at
 /// 80% of the projected token's lifetime; a minute shows it happening).
 pub const DEMO_ROTATION_PERIOD: Duration = Duration::from_secs(60);
+
+/// The lifetime of a token replaced every `period` at 80% of its lifetime, as the kubelet does.
+pub fn lifetime_for_rotation_period(period: Duration) -> Duration {
+    period * 5 / 4
+}
 
 /// The directory an Envoy bootstrap watches for its bootstrap token
 /// (`path_config_source.watched_directory.path`), if it has one.
@@ -122,13 +166,13 @@ pub fn watched_directory(envoy_yaml: &str) -> Option<PathBuf> {
 }
 
 /// For `make run`: when `envoy_yaml` reads a bootstrap token from a watched directory, writes one
-/// there, makes `tokens` accept only it, and rotates it every minute. Keep the result alive.
+/// there, makes `tokens` accept it, and rotates it every minute. Keep the result alive.
 pub fn refresher_for(envoy_yaml: &str, tokens: &TokenService) -> Option<Refresher> {
     let dir = watched_directory(envoy_yaml)?;
     match Refresher::start(&dir, DEMO_ROTATION_PERIOD, tokens) {
         Ok(refresher) => {
             println!(
-                "bootstrap token: {} (replaced every {} s; the token service accepts only the current one)",
+                "bootstrap token: {} (replaced every {} s; the token service accepts each until it expires)",
                 refresher.token_file().display(),
                 DEMO_ROTATION_PERIOD.as_secs()
             );
@@ -141,8 +185,9 @@ pub fn refresher_for(envoy_yaml: &str, tokens: &TokenService) -> Option<Refreshe
     }
 }
 
-/// Rotates a bootstrap token every `period` on a thread, as the kubelet would, and keeps the
-/// token service's accepted bearer in step. For `make run`; stops on Drop.
+/// Rotates a bootstrap token every `period` on a thread, as the kubelet would (at 80% of the
+/// token's lifetime), and tells the token service about each new token; each stays accepted
+/// until it expires. For `make run`; stops on Drop.
 pub struct Refresher {
     /// A message on it wakes the thread, which then ends.
     stop: mpsc::Sender<()>,
@@ -153,8 +198,9 @@ pub struct Refresher {
 impl Refresher {
     /// Writes the first token in `dir` (the token service accepts only it) and starts rotating.
     pub fn start(dir: &Path, period: Duration, tokens: &TokenService) -> io::Result<Refresher> {
-        let mut token = BootstrapToken::create(dir)?;
-        tokens.set_required_bearer(Some(token.current()));
+        let mut token = BootstrapToken::create_with_lifetime(dir, lifetime_for_rotation_period(period))?;
+        tokens.set_required_bearer(None);
+        token.accepted_by(tokens);
         let token_file = token.token_file();
         let accepted = tokens.bearer_handle();
         let (stop, stopped) = mpsc::channel::<()>();
@@ -162,9 +208,8 @@ impl Refresher {
             .name("bootstrap-token".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(period) {
-                    match token.rotate() {
-                        Ok(new) => accepted(Some(&new)),
-                        Err(e) => eprintln!("bootstrap token: cannot rotate {}: {e}", token.token_file().display()),
+                    if let Err(e) = token.rotate_with(|new, expires_at| accepted(new, expires_at)) {
+                        eprintln!("bootstrap token: cannot rotate {}: {e}", token.token_file().display());
                     }
                 }
             })?;
@@ -212,10 +257,11 @@ mod tests {
     }
 
     #[test]
-    fn the_refresher_rotates_and_the_token_service_accepts_only_the_current_token() {
+    fn the_refresher_rotates_and_the_token_service_accepts_each_token_until_it_expires() {
         let dir = tempfile::tempdir().unwrap();
         let tokens = TokenService::start();
-        let refresher = Refresher::start(dir.path(), Duration::from_millis(200), &tokens).unwrap();
+        let period = Duration::from_millis(200);
+        let refresher = Refresher::start(dir.path(), period, &tokens).unwrap();
         let first = std::fs::read_to_string(refresher.token_file()).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut second = first.clone();
@@ -227,5 +273,38 @@ mod tests {
         drop(refresher);
         let current = std::fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap();
         assert_eq!(tokens.required_bearer().as_deref(), Some(current.as_str()));
+        let now = SystemTime::now();
+        assert!(tokens.accepts_bearer(&current, now));
+        assert!(!tokens.accepts_bearer(&first, now + lifetime_for_rotation_period(period)), "the first one expired");
+    }
+
+    /// token_manager.go: a replaced token is not revoked; the API server accepts it until it
+    /// expires, and the new one from the moment it is written.
+    #[test]
+    fn a_rotated_token_stays_accepted_until_its_own_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = TokenService::start();
+        let mut bootstrap = BootstrapToken::create_with_lifetime(dir.path(), Duration::from_secs(10)).unwrap();
+        bootstrap.accepted_by(&tokens);
+        let (old, old_expiry) = (bootstrap.current().to_string(), bootstrap.expires_at());
+        let new = bootstrap.rotate_for(&tokens).unwrap();
+        assert!(bootstrap.expires_at() > old_expiry);
+        let just_before = old_expiry - Duration::from_millis(1);
+        assert!(tokens.accepts_bearer(&old, SystemTime::now()) && tokens.accepts_bearer(&old, just_before));
+        assert!(!tokens.accepts_bearer(&old, old_expiry), "not at or after its expiry");
+        assert!(tokens.accepts_bearer(&new, old_expiry));
+        assert!(!tokens.accepts_bearer("never-issued", SystemTime::now()));
+        assert!(!tokens.accepts_bearer(&new, bootstrap.expires_at()));
+        // Over HTTP: the old token still gets a ServiceAccount token.
+        let body = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}"#;
+        for (bearer, status) in [(old.as_str(), 201), (new.as_str(), 201), ("never-issued", 401)] {
+            let request = crate::client::ClientRequest::post("/api/v1/namespaces/kiali-auth/serviceaccounts/kiali-impersonator/token")
+                .header("Authorization", format!("Bearer {bearer}"))
+                .body(body);
+            assert_eq!(crate::client::send(tokens.addr(), &request).unwrap().status, status, "{bearer}");
+        }
+        // set_required_bearer revokes every other.
+        tokens.set_required_bearer(Some(&new));
+        assert!(!tokens.accepts_bearer(&old, SystemTime::now()));
     }
 }

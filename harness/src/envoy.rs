@@ -94,6 +94,9 @@ pub struct EnvoyConfig {
     pub clusters: Vec<(String, SocketAddr)>,
     /// Access log to stdout (goes to the Envoy log file).
     pub access_log: bool,
+    /// The access log line (Envoy's format strings, newline included); `None`: the line of
+    /// envoy.yaml. Only used when `access_log` is on.
+    pub access_log_format: Option<String>,
     /// Override of the wasm module path (default `paths::wasm_path()` at render time).
     pub wasm_file: Option<PathBuf>,
     /// Ports were picked automatically: `Envoy::start` may re-pick them on a bind clash.
@@ -125,6 +128,7 @@ impl EnvoyConfig {
             filters: Vec::new(),
             clusters: Vec::new(),
             access_log: false,
+            access_log_format: None,
             wasm_file: None,
             auto_ports: true,
             wasm_debug_log: true,
@@ -189,6 +193,13 @@ impl EnvoyConfig {
         self
     }
 
+    /// Turns the access log on with this line format (newline included).
+    pub fn access_log_format(mut self, format: impl Into<String>) -> Self {
+        self.access_log = true;
+        self.access_log_format = Some(format.into());
+        self
+    }
+
     pub fn wasm_debug_log(mut self, on: bool) -> Self {
         self.wasm_debug_log = on;
         self
@@ -233,7 +244,8 @@ impl EnvoyConfig {
         }
         if self.access_log {
             // The same line as envoy.yaml: the impersonated user comes from the filter's state.
-            let format = "ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% user=%REQ(IMPERSONATE-USER)% state=%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%\n";
+            let default = "ACCESS %REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% user=%REQ(IMPERSONATE-USER)% state=%FILTER_STATE(wasm.kiali_header_auth.user:PLAIN)%\n";
+            let format = self.access_log_format.as_deref().unwrap_or(default);
             connection_manager["access_log"] = json!([typed(
                 "envoy.access_loggers.stdout",
                 "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",

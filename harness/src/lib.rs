@@ -2,12 +2,14 @@
 //!
 //! Everything binds 127.0.0.1 and stops on Drop. See `docs/HARNESS_SPEC.md`.
 
+pub mod api_status;
 pub mod apiserver;
 pub mod bench;
 pub mod bootstrap_token;
 pub mod client;
 pub mod demo;
 pub mod envoy;
+pub mod go_header;
 pub mod jwt;
 pub mod kiali;
 pub mod kiali_cache;

@@ -5,8 +5,29 @@
 //! Processing order for a token route: record the request -> `fail_every_nth` ->
 //! behaviour pre-phase (`Hang`, `CloseConnection`, `Status`, `Delay`) -> client
 //! authentication (bearer / HTTP Basic) -> request validation -> issue (shaped by
-//! `Issue`/`Delay`/`Garbage`/`NoExpiry`/`PastExpiry`). Endpoints are one `match` in [`route`].
+//! `AsRequested`/`Issue`/`Delay`/`Garbage`/`NoExpiry`/`PastExpiry`). Endpoints are one `match`
+//! in [`route`].
+//!
+//! The TokenRequest route answers as the API server does (rule by rule below, from
+//! kubernetes/kubernetes):
+//! - decoding the body: not JSON, or not an `authentication.k8s.io/v1` `TokenRequest`: 400
+//!   `BadRequest` (the serializer's decoding error);
+//! - defaulting, `pkg/apis/authentication/v1/defaults.go` (`SetDefaults_TokenRequestSpec`): no
+//!   `spec.expirationSeconds` means 3600;
+//! - `pkg/registry/core/serviceaccount/storage/token.go` (`TokenREST.Create`), in its order:
+//!   `ValidateTokenRequest` (`pkg/apis/authentication/validation/validation.go`:
+//!   `expirationSeconds` below `MinTokenAgeSec`, 600, or above 2^32 is 422 `Invalid`), then the
+//!   ServiceAccount is read (one that does not exist: 404 `NotFound`, `serviceaccounts "<name>"
+//!   not found`), then no `spec.audiences` means the API server's audiences (`--api-audiences`,
+//!   by default the issuer), then the token: `status.expirationTimestamp` is now plus
+//!   `expirationSeconds`, to the second (`pkg/serviceaccount/claims.go`, `jwt.NewNumericDate`).
+//!   Not modelled: `--service-account-max-token-expiration` (unset by default) and bound objects.
+//!
+//! Test knob, the *lifetime override* (`Behavior::Issue { lifetime }`, `Behavior::Delay` with a
+//! lifetime): tokens of a few seconds, which the real API never issues (its minimum is 10
+//! minutes), so that tests see refreshes and expiry. Validation still applies to the request.
 
+use crate::api_status::{self, k8s_status, InvalidField};
 use crate::message::RawRequest;
 use crate::server::{Reply, Server};
 use crate::ssar::SelfSubjectAccessReviews;
@@ -15,23 +36,36 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher as _};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Default token lifetime.
+/// The lifetime of a TokenRequest without `spec.expirationSeconds` (defaults.go), and of an
+/// OAuth2 token.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// `MinTokenAgeSec` (validation.go): the shortest `expirationSeconds` the API server accepts.
+pub const MIN_EXPIRATION_SECONDS: i64 = 600;
+/// The longest (validation.go: more than 2^32 seconds is invalid).
+pub const MAX_EXPIRATION_SECONDS: i64 = 1 << 32;
+/// The ServiceAccount that exists by default: the one deploy/ creates (kiali-auth/kiali-impersonator).
+pub const DEFAULT_SERVICE_ACCOUNT: (&str, &str) = ("kiali-auth", "kiali-impersonator");
 /// Longest time a `Hang` holds a request before closing the connection.
 pub const MAX_HANG: Duration = Duration::from_secs(120);
 /// The issuer written into JWT-shaped tokens.
 pub const JWT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
 
 /// How the service answers token requests; switchable at runtime.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Behavior {
-    /// Issue a token; the returned expiry is now + `lifetime`, whatever was requested.
+    /// Issue a token as the API server does: for `spec.expirationSeconds` (3600 when omitted).
+    /// OAuth2: for [`DEFAULT_LIFETIME`].
+    #[default]
+    AsRequested,
+    /// Test knob, the lifetime override: issue a token for `lifetime` whatever was requested
+    /// (the request is still validated). The real API never issues less than 10 minutes.
     Issue { lifetime: Duration },
     /// Answer with this status (a Kubernetes `Status` object on the TokenRequest route,
     /// `{"error":reason,"error_description":message}` on the OAuth2 route).
@@ -42,21 +76,16 @@ pub enum Behavior {
     /// Success status (201 / 200) with body `{not json`.
     Garbage,
     /// Success without `status.expirationTimestamp` (OAuth2: without `expires_in`).
-    /// The recorded `expires_at` is issued_at + 1 h.
+    /// The recorded `expires_at` is issued_at + the requested lifetime.
     NoExpiry,
     /// Expiry one hour in the past (OAuth2: `expires_in: 0`).
     PastExpiry,
     /// Close the connection without answering.
     CloseConnection,
-    /// Answer normally (as `Issue { lifetime }`) after `delay`.
-    Delay { delay: Duration, lifetime: Duration },
+    /// Answer normally after `delay`: as `AsRequested`, or as `Issue { lifetime }` when set.
+    Delay { delay: Duration, lifetime: Option<Duration> },
 }
 
-impl Default for Behavior {
-    fn default() -> Self {
-        Behavior::Issue { lifetime: DEFAULT_LIFETIME }
-    }
-}
 
 /// Which endpoint issued a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,11 +115,12 @@ impl IssuedToken {
     }
 }
 
-#[derive(Default)]
 struct State {
     behavior: Behavior,
     behavior_generation: u64,
-    required_bearer: Option<String>,
+    /// The bootstrap bearers the TokenRequest route accepts, each until its expiry (`None`: no
+    /// expiry); `None`: any request is accepted (no check).
+    bearers: Option<Vec<AcceptedBearer>>,
     oauth_client: Option<(String, String)>,
     jwt: bool,
     fail_every_nth: Option<u32>,
@@ -99,6 +129,51 @@ struct State {
     issued: Vec<IssuedToken>,
     token_counter: u64,
     reviews: SelfSubjectAccessReviews,
+    /// (namespace, name) of every ServiceAccount that exists.
+    service_accounts: BTreeSet<(String, String)>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        let (namespace, name) = DEFAULT_SERVICE_ACCOUNT;
+        State {
+            behavior: Behavior::default(),
+            behavior_generation: 0,
+            bearers: None,
+            oauth_client: None,
+            jwt: false,
+            fail_every_nth: None,
+            nth_counter: 0,
+            requests: Vec::new(),
+            issued: Vec::new(),
+            token_counter: 0,
+            reviews: SelfSubjectAccessReviews::default(),
+            service_accounts: BTreeSet::from([(namespace.to_string(), name.to_string())]),
+        }
+    }
+}
+
+/// A bootstrap bearer the TokenRequest route accepts.
+#[derive(Clone, Debug)]
+struct AcceptedBearer {
+    token: String,
+    until: Option<SystemTime>,
+}
+
+impl State {
+    /// Accepts `token` too, until `until` (`None`: for ever).
+    fn accept(&mut self, token: &str, until: Option<SystemTime>) {
+        let bearers = self.bearers.get_or_insert_with(Vec::new);
+        bearers.retain(|b| b.token != token);
+        bearers.push(AcceptedBearer { token: token.to_string(), until });
+    }
+
+    /// Whether the TokenRequest route accepts `presented` at `now`.
+    fn accepts(&self, presented: Option<&str>, now: SystemTime) -> bool {
+        self.bearers.as_ref().is_none_or(|bearers| {
+            presented.is_some_and(|p| bearers.iter().any(|b| b.token == p && b.until.is_none_or(|until| now < until)))
+        })
+    }
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -108,19 +183,6 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 pub struct TokenService {
     server: Server,
     state: Arc<Mutex<State>>,
-}
-
-/// A Kubernetes `Status` failure object.
-pub fn k8s_status(code: u16, reason: &str, message: &str) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code
-    })
 }
 
 /// A random number for token names (not for secrets: the stand-ins' tokens guard nothing).
@@ -162,19 +224,38 @@ impl TokenService {
         s.behavior_generation += 1;
     }
 
-    /// Requires `Authorization: Bearer <token>` on the TokenRequest route (`None`: no check).
+    /// Requires `Authorization: Bearer <token>` on the TokenRequest route, this token only, with no
+    /// expiry (every other accepted bearer is revoked); `None`: no check.
     pub fn set_required_bearer(&self, bearer: Option<&str>) {
-        lock(&self.state).required_bearer = bearer.map(str::to_string);
+        let mut s = lock(&self.state);
+        s.bearers = None;
+        if let Some(bearer) = bearer {
+            s.accept(bearer, None);
+        }
     }
 
+    /// Also accepts the bootstrap bearer `token` on the TokenRequest route, until `until` (the
+    /// expiry of a projected ServiceAccount token; the API server's authenticator refuses it
+    /// from then on). Bearers accepted before stay accepted until their own expiry: a token the
+    /// kubelet replaced in the pod's file is not revoked by that.
+    pub fn accept_bearer(&self, token: &str, until: SystemTime) {
+        lock(&self.state).accept(token, Some(until));
+    }
+
+    /// Whether the TokenRequest route accepts `Authorization: Bearer <token>` at `at`.
+    pub fn accepts_bearer(&self, token: &str, at: SystemTime) -> bool {
+        lock(&self.state).accepts(Some(token), at)
+    }
+
+    /// The bearer accepted last, if a bearer is required.
     pub fn required_bearer(&self) -> Option<String> {
-        lock(&self.state).required_bearer.clone()
+        lock(&self.state).bearers.as_ref().and_then(|b| b.last()).map(|b| b.token.clone())
     }
 
-    /// `set_required_bearer` for another thread (the bootstrap token refresher).
-    pub fn bearer_handle(&self) -> impl Fn(Option<&str>) + Send + 'static {
+    /// `accept_bearer` for another thread (the bootstrap token refresher).
+    pub fn bearer_handle(&self) -> impl Fn(&str, SystemTime) + Send + 'static {
         let state = self.state.clone();
-        move |bearer| lock(&state).required_bearer = bearer.map(str::to_string)
+        move |token, until| lock(&state).accept(token, Some(until))
     }
 
     /// Requires these client credentials on the OAuth2 route (HTTP Basic or
@@ -213,6 +294,16 @@ impl TokenService {
 
     pub fn is_valid_now(&self, token: &str) -> bool {
         self.is_valid_at(token, SystemTime::now())
+    }
+
+    /// Makes the ServiceAccount `namespace/name` exist (tokens may be requested for it).
+    pub fn add_service_account(&self, namespace: &str, name: &str) {
+        lock(&self.state).service_accounts.insert((namespace.to_string(), name.to_string()));
+    }
+
+    /// Deletes the ServiceAccount `namespace/name`: TokenRequests for it get 404 from now on.
+    pub fn remove_service_account(&self, namespace: &str, name: &str) {
+        lock(&self.state).service_accounts.remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// The SelfSubjectAccessReview stand-in: its rule table, error mode and recorded reviews.
@@ -263,12 +354,20 @@ async fn handle(state: Arc<Mutex<State>>, req: RawRequest) -> Reply {
     // Reviews are answered apart: not recorded in `requests`, no injected failures.
     if req.path_only() == crate::ssar::REVIEW_PATH {
         let bearer = authorization(&req, "bearer");
-        let (reviews, valid) = {
+        let (reviews, subject) = {
             let s = lock(&state);
-            let valid = |b: &str| s.issued.iter().any(|t| t.token == b && t.is_valid_at(SystemTime::now()));
-            (s.reviews.clone(), bearer.as_deref().is_some_and(valid))
+            // The ServiceAccount token authenticator: a token this service issued from the
+            // TokenRequest route, not expired, authenticates as its subject.
+            let now = SystemTime::now();
+            let subject = bearer.as_deref().and_then(|b| {
+                s.issued
+                    .iter()
+                    .find(|t| t.token == b && t.source == TokenSource::TokenRequest && t.is_valid_at(now))
+                    .map(|t| t.subject.clone())
+            });
+            (s.reviews.clone(), subject)
         };
-        return reviews.answer(&req, bearer, valid);
+        return reviews.answer(&req, bearer, subject);
     }
     let route = route(&req);
     let fail_now = {
@@ -340,18 +439,20 @@ async fn behavior_pre_phase(state: &Mutex<State>, endpoint: &Endpoint) -> Result
     }
 }
 
-/// The expiry written in a success-shaped answer.
-fn expiry_for(behavior: &Behavior, now: SystemTime) -> SystemTime {
+/// The expiry written in a success-shaped answer: now + the lifetime, to the second
+/// (`jwt.NewNumericDate`, claims.go).
+fn expiry_for(behavior: &Behavior, requested: Duration, now: SystemTime) -> SystemTime {
     match behavior {
         Behavior::PastExpiry => truncate_to_seconds(now - Duration::from_secs(3600)),
-        _ => truncate_to_seconds(now + lifetime_of(behavior)),
+        _ => truncate_to_seconds(now + lifetime_of(behavior, requested)),
     }
 }
 
-fn lifetime_of(behavior: &Behavior) -> Duration {
+/// The lifetime override when the behaviour sets one, else what was requested.
+fn lifetime_of(behavior: &Behavior, requested: Duration) -> Duration {
     match behavior {
-        Behavior::Issue { lifetime } | Behavior::Delay { lifetime, .. } => *lifetime,
-        _ => DEFAULT_LIFETIME,
+        Behavior::Issue { lifetime } | Behavior::Delay { lifetime: Some(lifetime), .. } => *lifetime,
+        _ => requested,
     }
 }
 
@@ -396,25 +497,55 @@ fn authorization(req: &RawRequest, scheme: &str) -> Option<String> {
     given.eq_ignore_ascii_case(scheme).then(|| rest.trim().to_string())
 }
 
-fn validate_token_request(req: &RawRequest) -> Result<(Value, Vec<String>), String> {
-    let v: Value = serde_json::from_slice(&req.body).map_err(|e| format!("the body of the request was in an unknown format: {e}"))?;
+/// A TokenRequest's `spec` after decoding and defaulting.
+struct TokenRequestSpec {
+    /// The spec as received, with the defaulted `expirationSeconds` and `audiences` written in.
+    spec: Value,
+    audiences: Vec<String>,
+    expiration_seconds: i64,
+}
+
+/// Decodes and defaults the body (a 400 `BadRequest` when it is no TokenRequest), then
+/// `ValidateTokenRequest` (a 422 `Invalid`).
+fn validate_token_request(req: &RawRequest) -> Result<TokenRequestSpec, Value> {
+    let bad = |message: String| k8s_status(400, "BadRequest", &message);
+    let v: Value = serde_json::from_slice(&req.body).map_err(|e| bad(format!("the body of the request was in an unknown format: {e}")))?;
     if v.get("apiVersion").and_then(Value::as_str) != Some("authentication.k8s.io/v1") {
-        return Err("apiVersion must be authentication.k8s.io/v1".into());
+        return Err(bad("apiVersion must be authentication.k8s.io/v1".into()));
     }
     if v.get("kind").and_then(Value::as_str) != Some("TokenRequest") {
-        return Err("kind must be TokenRequest".into());
+        return Err(bad("kind must be TokenRequest".into()));
     }
-    let spec = v.get("spec").filter(|s| s.is_object()).ok_or("spec is required")?;
-    let audiences: Vec<String> = spec
-        .get("audiences")
-        .and_then(Value::as_array)
-        .and_then(|list| list.iter().map(|a| a.as_str().map(str::to_string)).collect())
-        .ok_or("spec.audiences must be a list of strings")?;
-    match spec.get("expirationSeconds").and_then(Value::as_u64) {
-        Some(n) if n > 0 => {}
-        _ => return Err("spec.expirationSeconds must be a positive integer".into()),
+    let mut spec = match v.get("spec") {
+        None | Some(Value::Null) => json!({}),
+        Some(spec) if spec.is_object() => spec.clone(),
+        Some(_) => return Err(bad("spec: expected an object".into())),
+    };
+    let audiences: Vec<String> = match spec.get("audiences") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(list) => list
+            .as_array()
+            .and_then(|list| list.iter().map(|a| a.as_str().map(str::to_string)).collect())
+            .ok_or_else(|| bad("spec.audiences: expected a list of strings".into()))?,
+    };
+    let expiration_seconds = match spec.get("expirationSeconds") {
+        // SetDefaults_TokenRequestSpec.
+        None | Some(Value::Null) => DEFAULT_LIFETIME.as_secs() as i64,
+        Some(n) => n.as_i64().ok_or_else(|| bad("spec.expirationSeconds: expected an integer".into()))?,
+    };
+    let detail = if expiration_seconds < MIN_EXPIRATION_SECONDS {
+        Some("may not specify a duration less than 10 minutes")
+    } else if expiration_seconds > MAX_EXPIRATION_SECONDS {
+        Some("may not specify a duration larger than 2^32 seconds")
+    } else {
+        None
+    };
+    if let Some(detail) = detail {
+        let field = InvalidField { field: "spec.expirationSeconds", value: expiration_seconds.to_string(), detail };
+        return Err(api_status::invalid("authentication.k8s.io", "TokenRequest", "", &[field]));
     }
-    Ok((spec.clone(), audiences))
+    spec["expirationSeconds"] = json!(expiration_seconds);
+    Ok(TokenRequestSpec { spec, audiences, expiration_seconds })
 }
 
 fn json_reply(status: u16, body: Vec<u8>, cache_control: &str) -> Reply {
@@ -429,21 +560,29 @@ fn json_reply(status: u16, body: Vec<u8>, cache_control: &str) -> Reply {
 }
 
 fn token_request(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior, ns: &str, sa: &str) -> Reply {
-    let required = lock(state).required_bearer.clone();
-    if let Some(required) = required {
-        if authorization(req, "bearer").as_deref() != Some(required.as_str()) {
-            return Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"));
-        }
+    // The authenticator (before any handler): an unknown or expired bearer is 401.
+    if !lock(state).accepts(authorization(req, "bearer").as_deref(), SystemTime::now()) {
+        return Reply::json(401, &k8s_status(401, "Unauthorized", "Unauthorized"));
     }
-    let (spec, audiences) = match validate_token_request(req) {
+    let TokenRequestSpec { mut spec, mut audiences, expiration_seconds } = match validate_token_request(req) {
         Ok(x) => x,
-        Err(msg) => return Reply::json(400, &k8s_status(400, "BadRequest", &msg)),
+        Err(status) => return Reply::json(status["code"].as_u64().and_then(|c| u16::try_from(c).ok()).unwrap_or(400), &status),
     };
+    // token.go: the ServiceAccount is read after validation.
+    if !lock(state).service_accounts.contains(&(ns.to_string(), sa.to_string())) {
+        return Reply::json(404, &api_status::not_found("", "serviceaccounts", sa));
+    }
+    // token.go: no audiences means the API server's own (its issuer by default).
+    if audiences.is_empty() {
+        audiences = vec![JWT_ISSUER.to_string()];
+        spec["audiences"] = json!(audiences);
+    }
     if *behavior == Behavior::Garbage {
         return json_reply(201, b"{not json".to_vec(), "no-cache, private");
     }
     let now = SystemTime::now();
-    let expires = expiry_for(behavior, now);
+    let requested = Duration::from_secs(expiration_seconds.unsigned_abs());
+    let expires = expiry_for(behavior, requested, now);
     let subject = format!("system:serviceaccount:{ns}:{sa}");
     let token = issue_token(&mut lock(state), subject, audiences, TokenSource::TokenRequest, now, expires);
     let mut status = json!({ "token": token });
@@ -495,13 +634,13 @@ fn oauth2(state: &Mutex<State>, req: &RawRequest, behavior: &Behavior) -> Reply 
     let subject = presented.map(|(id, _)| id).or_else(|| field("client_id")).unwrap_or_else(|| "anonymous".into());
     let audiences: Vec<String> = form.iter().filter(|(k, _)| k == "audience").map(|(_, v)| v.clone()).collect();
     let now = SystemTime::now();
-    let expires = expiry_for(behavior, now);
+    let expires = expiry_for(behavior, DEFAULT_LIFETIME, now);
     let token = issue_token(&mut lock(state), subject, audiences, TokenSource::OAuth2, now, expires);
     let mut body = json!({ "access_token": token, "token_type": "Bearer" });
     match behavior {
         Behavior::NoExpiry => {}
         Behavior::PastExpiry => body["expires_in"] = json!(0),
-        _ => body["expires_in"] = json!(lifetime_of(behavior).as_secs()),
+        _ => body["expires_in"] = json!(lifetime_of(behavior, DEFAULT_LIFETIME).as_secs()),
     }
     json_reply(200, serde_json::to_vec(&body).unwrap_or_default(), "no-store")
 }

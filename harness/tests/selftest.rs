@@ -14,7 +14,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-const TOKEN_PATH: &str = "/api/v1/namespaces/istio-system/serviceaccounts/kiali/token";
+/// The ServiceAccount the stand-in knows by default (`token_service::DEFAULT_SERVICE_ACCOUNT`).
+const TOKEN_PATH: &str = "/api/v1/namespaces/kiali-auth/serviceaccounts/kiali-impersonator/token";
 
 fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -97,21 +98,87 @@ fn token_service_refuses_like_the_api_server() {
     let good = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
         "spec": {"audiences": ["kiali"], "expirationSeconds": 600}})
     .to_string();
-    let answer = |bearer: &str, body: &str| {
-        let response = post_token(&ts, bearer, body, client::DEFAULT_TIMEOUT).unwrap();
+    let answer_at = |path: &str, bearer: &str, body: &str| {
+        let request = ClientRequest::post(path).header("Authorization", format!("Bearer {bearer}")).body(body);
+        let response = client::send(ts.addr(), &request).unwrap();
         let status = response.json();
         assert_eq!((status["kind"].as_str(), status["code"].as_u64()), (Some("Status"), Some(response.status.into())));
-        (response.status, status["reason"].as_str().unwrap_or_default().to_string())
+        (response.status, status["reason"].as_str().unwrap_or_default().to_string(), status["message"].as_str().unwrap_or_default().to_string())
+    };
+    let answer = |bearer: &str, body: &str| {
+        let (status, reason, _) = answer_at(TOKEN_PATH, bearer, body);
+        (status, reason)
     };
     assert_eq!(answer("wrong", &good), (401, "Unauthorized".into()));
-    let no_audiences = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}});
-    for bad in [r#"{"kind":"TokenRequest"}"#.to_string(), no_audiences.to_string(), "{not json".into()] {
-        assert_eq!(answer("bootstrap", &bad), (400, "BadRequest".into()), "{bad}");
+    for bad in [r#"{"kind":"TokenRequest"}"#, "{not json", r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"audiences":"kiali"}}"#] {
+        assert_eq!(answer("bootstrap", bad), (400, "BadRequest".into()), "{bad}");
     }
+    // ValidateTokenRequest: under 10 minutes, or over 2^32 seconds, is 422 Invalid.
+    for seconds in [0, 599, (1i64 << 32) + 1] {
+        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}});
+        let (status, reason, message) = answer_at(TOKEN_PATH, "bootstrap", &body.to_string());
+        assert_eq!((status, reason.as_str()), (422, "Invalid"), "{seconds}: {message}");
+        assert!(message.starts_with(&format!("TokenRequest.authentication.k8s.io \"\" is invalid: spec.expirationSeconds: Invalid value: {seconds}: ")), "{message}");
+    }
+    // A ServiceAccount that does not exist: 404 NotFound, after validation.
+    let unknown = "/api/v1/namespaces/kiali-auth/serviceaccounts/nobody/token";
+    assert_eq!(answer_at(unknown, "bootstrap", &good), (404, "NotFound".into(), r#"serviceaccounts "nobody" not found"#.into()));
+    let short = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 60}});
+    assert_eq!(answer_at(unknown, "bootstrap", &short.to_string()).0, 422, "validation comes first");
+    ts.add_service_account("kiali-auth", "nobody");
+    assert_eq!(post_token_at(&ts, unknown, "bootstrap", &good).status, 201);
+    ts.remove_service_account("kiali-auth", "nobody");
+    assert_eq!(post_token_at(&ts, unknown, "bootstrap", &good).status, 404);
+
     assert_eq!(post_token(&ts, "bootstrap", &good, client::DEFAULT_TIMEOUT).unwrap().status, 201);
     let missing = client::get(ts.addr(), "/api/v1/namespaces").unwrap();
     assert_eq!((missing.status, missing.json()["reason"].clone()), (404, json!("NotFound")));
     assert_eq!(client::get(ts.addr(), TOKEN_PATH).unwrap().status, 405);
+}
+
+fn post_token_at(ts: &TokenService, path: &str, bearer: &str, body: &str) -> harness::Response {
+    let request = ClientRequest::post(path).header("Authorization", format!("Bearer {bearer}")).body(body);
+    client::send(ts.addr(), &request).unwrap()
+}
+
+/// The seconds from the answer's creation to its `status.expirationTimestamp`.
+fn lifetime_in(answer: &serde_json::Value) -> i64 {
+    let at = |pointer: &str| {
+        let text = answer.pointer(pointer).and_then(|v| v.as_str()).unwrap_or_else(|| panic!("{pointer} in {answer}"));
+        humantime::parse_rfc3339(text).unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    };
+    at("/status/expirationTimestamp") - at("/metadata/creationTimestamp")
+}
+
+/// defaults.go and token.go: `expirationSeconds` as requested (3600 when omitted), audiences
+/// defaulted to the API server's; the lifetime override is a test knob that shortens the token
+/// but does not lift validation.
+#[test]
+fn token_service_issues_for_the_requested_expiration_and_the_override_only_on_demand() {
+    let ts = TokenService::start();
+    let request = |spec: serde_json::Value| {
+        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec});
+        let response = post_token(&ts, "", &body.to_string(), client::DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(response.status, 201, "{}", response.text());
+        response.json()
+    };
+    for (spec, lifetime) in [(json!({"expirationSeconds": 600}), 600), (json!({"expirationSeconds": 7200}), 7200), (json!({}), 3600)] {
+        let answer = request(spec.clone());
+        assert!((lifetime..=lifetime + 1).contains(&lifetime_in(&answer)), "{spec}: {answer}");
+        assert_eq!(answer["spec"]["expirationSeconds"], lifetime, "the defaulted spec is echoed");
+    }
+    let answer = request(json!({}));
+    assert_eq!(answer["spec"]["audiences"], json!([harness::token_service::JWT_ISSUER]));
+    let issued = ts.issued();
+    assert_eq!(issued.last().unwrap().audiences, [harness::token_service::JWT_ISSUER]);
+    let seconds = issued[1].expires_at.duration_since(issued[1].issued_at).unwrap().as_secs();
+    assert!((7199..=7200).contains(&seconds), "the record matches the answer: {seconds}");
+
+    ts.set_behavior(Behavior::Issue { lifetime: Duration::from_secs(3) });
+    let answer = request(json!({"expirationSeconds": 600}));
+    assert!((2..=3).contains(&lifetime_in(&answer)), "the override: {answer}");
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 5}});
+    assert_eq!(post_token(&ts, "", &body.to_string(), client::DEFAULT_TIMEOUT).unwrap().status, 422, "still validated");
 }
 
 #[test]

@@ -154,3 +154,207 @@ fn an_extra_key_kiali_cannot_carry_keeps_envoy_from_serving() {
     assert!(error.contains("field `identity.extra_headers.acme.com/team`"), "{error}");
     assert!(error.contains("cannot reach the API server intact through Kiali"), "{error}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several plugin configurations sharing one Wasm VM, as Istio renders one WasmPlugin onto several
+// listeners (or filter chains) of a proxy: every filter carries the same `vm_config` (vm_id,
+// runtime, code), so Envoy runs them in one VM per worker, each configuration with its own root
+// context.
+
+/// The second configuration: another preset, so each listener's answers show which one served.
+const OTHER_GOOD: &str = r#"{"identity":{"preset":"authentik"}}"#;
+const OTHER_BAD: &str = r#"{"identity":{"preset":"authentik","max_groups":0}}"#;
+
+/// A bootstrap with one listener per `(plugin configuration, fail_open)`, all in front of
+/// `upstream`, all with the same `vm_config`; and the listeners' and admin ports.
+fn shared_vm_bootstrap(upstream: std::net::SocketAddr, plugins: &[(&str, bool)]) -> (serde_json::Value, Vec<u16>, u16) {
+    let configs: Vec<EnvoyConfig> = plugins
+        .iter()
+        .map(|(plugin, fail_open)| {
+            EnvoyConfig::proxy(upstream).filter(harness::Filter::Wasm {
+                plugin_config: plugin.to_string(),
+                vm_env: Vec::new(),
+                fail_open: *fail_open,
+            })
+        })
+        .collect();
+    let mut bootstrap = configs[0].bootstrap();
+    let listeners: Vec<serde_json::Value> = configs
+        .iter()
+        .enumerate()
+        .map(|(index, config)| {
+            let mut listener = config.bootstrap()["static_resources"]["listeners"][0].clone();
+            listener["name"] = serde_json::json!(format!("ingress-{index}"));
+            listener
+        })
+        .collect();
+    let vm = |l: &serde_json::Value| {
+        l.pointer("/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/vm_config").cloned()
+    };
+    assert!(vm(&listeners[0]).is_some());
+    assert!(listeners.iter().all(|l| vm(l) == vm(&listeners[0])), "one vm_config for every listener");
+    bootstrap["static_resources"]["listeners"] = serde_json::json!(listeners);
+    (bootstrap, configs.iter().map(|c| c.listener_port).collect(), configs[0].admin_port)
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts Envoy on `bootstrap` (first listener's and admin ports); `Err` with the log if it
+/// does not become ready.
+fn start_bootstrap(dir: &std::path::Path, bootstrap: &str, listener_port: u16, admin_port: u16) -> Result<Envoy, String> {
+    let path = write(dir, "envoy.yaml", bootstrap);
+    let envoy = Envoy::spawn(Launch::new(&path, listener_port, admin_port))?;
+    envoy.wait_ready(Duration::from_secs(30), None).map(|()| envoy)
+}
+
+fn port(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// What the upstream received as `Impersonate-User` for `request` sent to `listener`.
+fn mapped_user(upstream: &EchoUpstream, listener: u16, request: &ClientRequest) -> Option<String> {
+    upstream.clear();
+    let response = harness::client::send(port(listener), request).unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    text_values(&upstream.last().unwrap(), "impersonate-user").into_iter().next()
+}
+
+fn oauth2_proxy_user() -> ClientRequest {
+    ClientRequest::get("/").header("X-Forwarded-User", "alice").header("X-Authentik-Username", "mallory")
+}
+
+fn authentik_user() -> ClientRequest {
+    ClientRequest::get("/").header("X-Forwarded-User", "mallory").header("X-Authentik-Username", "bob")
+}
+
+/// The Wasm VMs Envoy runs (`wasm.envoy.wasm.runtime.v8.active`: the base VM and one per
+/// worker for each distinct `vm_config`; `created` also counts short-lived ones).
+fn vms_active(envoy: &Envoy) -> u64 {
+    envoy
+        .stat("wasm.envoy.wasm.runtime.v8.active")
+        .unwrap_or_else(|| panic!("no VM stat: {:?}", envoy.stats().keys().filter(|k| k.starts_with("wasm")).collect::<Vec<_>>()))
+}
+
+#[test]
+fn several_configurations_sharing_one_vm_each_serve_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = EchoUpstream::start();
+    let (bootstrap, ports, admin) = shared_vm_bootstrap(upstream.addr(), &[(GOOD, false)]);
+    let one = start_bootstrap(dir.path(), &serde_json::to_string(&bootstrap).unwrap(), ports[0], admin).unwrap();
+    let vms_for_one = vms_active(&one);
+    drop(one);
+
+    let (bootstrap, ports, admin) = shared_vm_bootstrap(upstream.addr(), &[(GOOD, false), (OTHER_GOOD, false)]);
+    let envoy = start_bootstrap(dir.path(), &serde_json::to_string(&bootstrap).unwrap(), ports[0], admin).unwrap();
+    assert_eq!(vms_active(&envoy), vms_for_one, "the second configuration runs in the same VMs");
+    assert_eq!(mapped_user(&upstream, ports[0], &oauth2_proxy_user()).as_deref(), Some("alice"));
+    assert_eq!(mapped_user(&upstream, ports[1], &authentik_user()).as_deref(), Some("bob"));
+    drop(envoy);
+
+    // Control: with another vm_id the second configuration gets VMs of its own, which the stat shows.
+    let (mut bootstrap, ports, admin) = shared_vm_bootstrap(upstream.addr(), &[(GOOD, false), (OTHER_GOOD, false)]);
+    let vm_id = "/static_resources/listeners/1/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/vm_config/vm_id";
+    *bootstrap.pointer_mut(vm_id).unwrap() = serde_json::json!("another-vm");
+    let apart = start_bootstrap(dir.path(), &serde_json::to_string(&bootstrap).unwrap(), ports[0], admin).unwrap();
+    assert!(vms_active(&apart) > vms_for_one, "{} VMs", vms_active(&apart));
+}
+
+/// "Envoy does not start on an invalid configuration, even with FAIL_OPEN", when the invalid
+/// configuration shares its VM with a valid one (before or after it).
+#[test]
+fn an_invalid_configuration_sharing_a_vm_with_a_valid_one_keeps_envoy_from_starting_even_fail_open() {
+    for plugins in [[(GOOD, false), (OTHER_BAD, true)], [(OTHER_BAD, true), (GOOD, false)]] {
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = EchoUpstream::start();
+        let (bootstrap, ports, admin) = shared_vm_bootstrap(upstream.addr(), &plugins);
+        match start_bootstrap(dir.path(), &serde_json::to_string(&bootstrap).unwrap(), ports[0], admin) {
+            Ok(envoy) => panic!("Envoy started with an invalid configuration ({plugins:?}):\n{}", envoy.log()),
+            Err(error) => {
+                assert!(error.contains(FIELD_ERROR), "the log names the field ({plugins:?}):\n{error}");
+            }
+        }
+        for listener in &ports {
+            assert!(harness::client::send(port(*listener), &oauth2_proxy_user()).is_err(), "nothing listens");
+        }
+        assert_eq!(upstream.count(), 0);
+    }
+}
+
+/// "A rejected reload keeps the last good configuration", for one of several configurations
+/// sharing a VM: the rejected one keeps its last good configuration, the other is untouched, and
+/// the VM still takes a good configuration afterwards.
+#[test]
+fn a_rejected_reload_of_one_configuration_sharing_a_vm_keeps_every_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = EchoUpstream::start();
+    let (bootstrap, ports, admin) = shared_vm_bootstrap(upstream.addr(), &[(GOOD, false), (OTHER_GOOD, false)]);
+    let (bootstrap, lds_path) = listeners_from_lds(dir.path(), bootstrap);
+    let envoy = start_bootstrap(dir.path(), &bootstrap, ports[0], admin).unwrap();
+    assert!(eventually(Duration::from_secs(10), || harness::client::send(port(ports[1]), &authentik_user()).is_ok()));
+    assert_eq!(mapped_user(&upstream, ports[0], &oauth2_proxy_user()).as_deref(), Some("alice"));
+    assert_eq!(mapped_user(&upstream, ports[1], &authentik_user()).as_deref(), Some("bob"));
+
+    let good_lds = std::fs::read_to_string(&lds_path).unwrap();
+    replace_atomically(&lds_path, &with_plugin_config(&good_lds, 1, OTHER_BAD));
+    assert_eq!(
+        envoy.wait_for_stat("listener_manager.lds.update_rejected", 1, Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        envoy.log()
+    );
+    assert!(envoy.wait_for_log(FIELD_ERROR, Duration::from_secs(5)), "{}", envoy.log());
+    assert_eq!(stat(&envoy, "config_rejected_total"), 1);
+    assert_eq!(mapped_user(&upstream, ports[0], &oauth2_proxy_user()).as_deref(), Some("alice"), "the other configuration is untouched");
+    assert_eq!(mapped_user(&upstream, ports[1], &authentik_user()).as_deref(), Some("bob"), "the last good configuration serves");
+    assert_refused(&harness::client::send(port(ports[1]), &ClientRequest::get("/")).unwrap(), 401, "identity_missing");
+
+    // A good configuration for the same listener is taken afterwards.
+    let updates = envoy.stat("listener_manager.lds.update_success").unwrap_or(0);
+    let static_group = r#"{"identity":{"preset":"authentik","static_groups":["viewers"]}}"#;
+    replace_atomically(&lds_path, &with_plugin_config(&good_lds, 1, static_group));
+    assert!(envoy.wait_for_stat("listener_manager.lds.update_success", updates + 1, Duration::from_secs(10)).is_some());
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            upstream.clear();
+            harness::client::send(port(ports[1]), &authentik_user()).is_ok_and(|r| r.status == 200)
+                && upstream.last().is_some_and(|r| text_values(&r, "impersonate-group").contains(&"viewers".to_string()))
+        }),
+        "the new configuration serves: {}",
+        envoy.log()
+    );
+    assert_eq!(mapped_user(&upstream, ports[0], &oauth2_proxy_user()).as_deref(), Some("alice"));
+}
+
+/// The LDS file `lds` with the plugin configuration of listener `index` replaced by `plugin`.
+fn with_plugin_config(lds: &str, index: usize, plugin: &str) -> String {
+    let mut resources: serde_json::Value = serde_json::from_str(lds).unwrap();
+    let pointer = format!("/resources/{index}/filter_chains/0/filters/0/typed_config/http_filters/0/typed_config/config/configuration/value");
+    let value = resources.pointer_mut(&pointer).expect("the listener's plugin configuration");
+    assert_ne!(value.as_str(), Some(plugin));
+    *value = serde_json::json!(plugin);
+    serde_json::to_string(&resources).unwrap()
+}
+
+/// Moves every listener of `bootstrap` into a file-based LDS resource; returns the bootstrap
+/// (YAML) and the LDS file.
+fn listeners_from_lds(dir: &std::path::Path, mut bootstrap: serde_json::Value) -> (String, std::path::PathBuf) {
+    let listeners = bootstrap["static_resources"].as_object_mut().unwrap().remove("listeners").expect("listeners");
+    let resources: Vec<serde_json::Value> = listeners
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|listener| {
+            let mut listener = listener.clone();
+            listener["@type"] = serde_json::json!("type.googleapis.com/envoy.config.listener.v3.Listener");
+            listener
+        })
+        .collect();
+    let lds_path = write(dir, "lds.yaml", &serde_json::to_string(&serde_json::json!({ "resources": resources })).unwrap());
+    bootstrap["node"] = serde_json::json!({ "id": "kha-test", "cluster": "kha-test" });
+    bootstrap["dynamic_resources"] = serde_json::json!({ "lds_config": { "path_config_source": { "path": lds_path } } });
+    (serde_json::to_string(&bootstrap).unwrap(), lds_path)
+}

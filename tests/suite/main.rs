@@ -22,6 +22,7 @@ mod mtls_peers;
 mod per_identity;
 mod properties;
 mod rbac_check;
+mod rbac_review;
 mod readme_examples;
 mod real_clients;
 mod soak;

@@ -1,11 +1,16 @@
-//! Property tests on the pure logic: no input makes it panic, stripping is complete, and a
-//! mapped identity never carries a `system:` entry unless allowed.
+//! Property tests on the pure logic: no input makes it panic, stripping is complete (for a
+//! request that is forwarded and for one that is refused), and a mapped identity never carries a
+//! `system:` entry unless allowed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use kiali_header_auth::config::FilterConfig;
 use kiali_header_auth::identity::{self, is_impersonation_header, is_system_identity};
+use kiali_header_auth::refusal::Reason;
 use kiali_header_auth::token::response;
 use kiali_header_auth::token::state::SharedState;
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 
 fn configs() -> Vec<FilterConfig> {
     [
@@ -15,6 +20,7 @@ fn configs() -> Vec<FilterConfig> {
         r#"{"identity":{"preset":"oauth2-proxy","user_prefix":"oidc:","group_prefix":"oidc:","static_groups":["viewers"]}}"#,
         r#"{"identity":{"user_header":"x-u","groups_header":"x-g","groups_separator":";","uid_header":"x-id",
             "extra_headers":{"a-b":"x-e"},"remove_identity_headers":false}}"#,
+        r#"{"identity":{"preset":"oauth2-proxy","allowed_users":["alice"],"allowed_groups":["dev"]}}"#,
     ]
     .iter()
     .map(|json| FilterConfig::from_json(json.as_bytes()).unwrap())
@@ -58,6 +64,107 @@ fn header_value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// `impersonate-*` names in random letter case, with a value no other header carries.
+fn marked_impersonation_header() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+    let names = prop_oneof![
+        Just("impersonate-user"),
+        Just("impersonate-group"),
+        Just("impersonate-uid"),
+        Just("impersonate-extra-email"),
+        Just("impersonate-extra-acme.com%2fteam"),
+    ];
+    (names, any::<u64>(), 0u32..1000).prop_map(|(name, mask, n)| {
+        let name = name
+            .bytes()
+            .enumerate()
+            .map(|(i, b)| if mask >> (i % 64) & 1 == 1 { b.to_ascii_uppercase() } else { b })
+            .collect();
+        (name, format!("client-chosen-{n:03}-KHAMARK").into_bytes())
+    })
+}
+
+/// The oracle, written apart from the filter's `is_impersonation_header`: the name starts with
+/// `impersonate-` in any letter case (what the API server's impersonation filter reads).
+fn names_impersonation(name: &[u8]) -> bool {
+    name.to_ascii_lowercase().starts_with(b"impersonate-")
+}
+
+/// The headers Envoy holds after `remove_header` of each name in `removals` (every copy, any
+/// letter case: header maps compare names without case).
+fn after_removals<'h>(pairs: &[(&'h [u8], &'h [u8])], removals: &[&[u8]]) -> Vec<(&'h [u8], &'h [u8])> {
+    pairs
+        .iter()
+        .filter(|(name, _)| !removals.iter().any(|r| r.eq_ignore_ascii_case(name)))
+        .copied()
+        .collect()
+}
+
+/// The refused case, property-checked: whatever the planner refuses, the filter's refusal path
+/// (`RequestContext::refuse_unedited` in src/http.rs) removes every client `impersonate-*` header
+/// it can see with `identity::collect_impersonation_headers`, so none is left for the local reply,
+/// its access log, or any filter after this one; the refusal is one the planner may give (a 4xx
+/// identity refusal, never a token or RBAC one), and its text, which reaches the client and the
+/// log, never echoes a client's `Impersonate-*` value. The forwarded case is checked the same way:
+/// after the plan's edits, the only `impersonate-*` headers are the ones the plan added.
+#[test]
+fn refused_or_forwarded_no_client_impersonation_header_survives() {
+    let refused = AtomicUsize::new(0);
+    let forwarded = AtomicUsize::new(0);
+    let mut runner = TestRunner::new(ProptestConfig { cases: 2000, ..ProptestConfig::default() });
+    let strategy = (
+        proptest::collection::vec((header_name(), header_value()), 0..16),
+        proptest::collection::vec(marked_impersonation_header(), 0..4),
+        any::<proptest::sample::Index>(),
+    );
+    runner
+        .run(&strategy, |(mut headers, marked, at)| {
+            // The client's own impersonation headers, anywhere among the others.
+            for (offset, header) in marked.iter().enumerate() {
+                let position = (at.index(headers.len() + 1) + offset).min(headers.len());
+                headers.insert(position, header.clone());
+            }
+            let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+            let client_lines = pairs.iter().filter(|(n, _)| names_impersonation(n)).count() as u32;
+            for config in configs() {
+                match identity::plan(&config, &pairs) {
+                    Err(refusal) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        prop_assert!(
+                            matches!(
+                                refusal.reason,
+                                Reason::IdentityMissing | Reason::IdentityForbidden | Reason::IdentityMalformed | Reason::IdentityNotAllowed
+                            ),
+                            "{:?}",
+                            refusal
+                        );
+                        prop_assert!((400..500).contains(&refusal.reason.status()));
+                        let mut names = identity::Removals::new();
+                        prop_assert_eq!(identity::collect_impersonation_headers(&pairs, &mut names), client_lines);
+                        let left = after_removals(&pairs, &names);
+                        prop_assert!(left.iter().all(|(n, _)| !names_impersonation(n)), "left: {:?}", left);
+                        prop_assert_eq!(left.len(), pairs.len() - client_lines as usize, "only those were removed");
+                        let body = refusal.json_body();
+                        let parsed: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+                        prop_assert_eq!(parsed["reason"].as_str(), Some(refusal.reason.as_str()));
+                        prop_assert!(!refusal.detail.chars().any(char::is_control));
+                        prop_assert!(!body.contains("KHAMARK"), "the refusal echoes a client Impersonate-* value: {}", body);
+                    }
+                    Ok(plan) => {
+                        forwarded.fetch_add(1, Ordering::Relaxed);
+                        let left = after_removals(&pairs, &plan.remove);
+                        prop_assert!(left.iter().all(|(n, _)| !names_impersonation(n)), "left: {:?}", left);
+                        prop_assert!(plan.add.iter().all(|(_, v)| !v.contains("KHAMARK")), "{:?}", plan.add);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|failure| panic!("{failure}"));
+    // Both outcomes were exercised, many times.
+    let (refused, forwarded) = (refused.into_inner(), forwarded.into_inner());
+    assert!(refused >= 1000 && forwarded >= 1000, "refused {refused}, forwarded {forwarded}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -67,6 +174,7 @@ proptest! {
     ) {
         let pairs: Vec<(&[u8], &[u8])> = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
         for config in configs() {
+            // The refused case: `refused_or_forwarded_no_client_impersonation_header_survives`.
             let Ok(plan) = identity::plan(&config, &pairs) else { continue };
             // Every client impersonation header is on the removal list.
             for (name, _) in &pairs {

@@ -2,15 +2,17 @@
 //! real systems do: client -> Envoy [filters] -> Kiali (`harness::kiali::KialiStandIn`, the
 //! header strategy and client-go) -> API server (`harness::apiserver::ApiServerStandIn`, its
 //! impersonation filter and the RBAC rules of `deploy/02-impersonator.yaml`). The filter runs in
-//! full-impersonation mode against a token service stand-in, so Kiali receives the issued bearer.
-//! Tests assert on what the API server finally believes (user, groups, extras).
+//! full-impersonation mode against a token service stand-in, so Kiali receives the issued bearer;
+//! the bootstrap credential comes from Envoy's credential injector on the token cluster, as users
+//! deploy it (no `credential_env`). Tests assert on what the API server finally believes (user,
+//! groups, extras).
 
 use harness::apiserver::{ApiServerStandIn, ImpersonationRules, UserInfo};
+use harness::bootstrap_token::BootstrapToken;
 use harness::kiali::KialiStandIn;
 use harness::{Envoy, EnvoyConfig, Filter, Response, TokenService};
 
-pub const TOKEN_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local";
-const REQUESTER_BEARER: &str = "bootstrap-bearer-for-chain-tests";
+pub const TOKEN_CLUSTER: &str = super::tokens::TOKEN_CLUSTER;
 
 pub struct Chain {
     pub tokens: TokenService,
@@ -18,6 +20,9 @@ pub struct Chain {
     pub envoy: Envoy,
     // Dropped after Kiali, which calls it.
     _apiserver: Option<ApiServerStandIn>,
+    /// The bootstrap token file the injector reads (its directory lives as long as the chain).
+    pub bootstrap: BootstrapToken,
+    _bootstrap_dir: tempfile::TempDir,
 }
 
 /// The plugin configuration `{<fields>, "token_source": ...}` with the self-check off, unless
@@ -26,8 +31,7 @@ pub fn full_config(fields: &str) -> String {
     let rbac = if fields.contains("\"rbac_check\"") { "" } else { r#","rbac_check":"off""# };
     format!(
         r#"{{{fields}{rbac},"token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}",
-            "namespace":"kiali-auth","service_account":"kiali-impersonator",
-            "credential_env":"TOKEN_REQUESTER_BEARER","timeout_ms":2000}}}}"#
+            "namespace":"kiali-auth","service_account":"kiali-impersonator","timeout_ms":2000}}}}"#
     )
 }
 
@@ -39,8 +43,10 @@ impl Chain {
 
     /// `rules`: the impersonation rules the API server enforces instead of the deployed ones.
     pub fn start_with_rules(fields: &str, before_filter: Vec<Filter>, rules: Option<ImpersonationRules>) -> Chain {
+        let bootstrap_dir = tempfile::tempdir().expect("a temporary directory");
+        let bootstrap = BootstrapToken::create(bootstrap_dir.path()).expect("write the bootstrap token");
         let tokens = TokenService::start();
-        tokens.set_required_bearer(Some(REQUESTER_BEARER));
+        bootstrap.accepted_by(&tokens);
         let (kiali, apiserver) = match rules {
             None => (KialiStandIn::start(), None),
             Some(rules) => {
@@ -50,17 +56,15 @@ impl Chain {
                 (kiali, Some(apiserver))
             }
         };
-        let mut config = EnvoyConfig::proxy(kiali.addr()).token_cluster(TOKEN_CLUSTER, tokens.addr());
+        let mut config = EnvoyConfig::proxy(kiali.addr())
+            .token_cluster(TOKEN_CLUSTER, tokens.addr())
+            .bootstrap_credential(TOKEN_CLUSTER, &bootstrap);
         for filter in before_filter {
             config = config.add_filter(filter);
         }
-        config = config.add_filter(Filter::Wasm {
-            plugin_config: full_config(fields),
-            vm_env: vec![("TOKEN_REQUESTER_BEARER".to_string(), REQUESTER_BEARER.to_string())],
-            fail_open: false,
-        });
+        config = config.add_filter(Filter::wasm(full_config(fields)));
         let envoy = Envoy::start(&config);
-        Chain { tokens, kiali, envoy, _apiserver: apiserver }
+        Chain { tokens, kiali, envoy, _apiserver: apiserver, bootstrap, _bootstrap_dir: bootstrap_dir }
     }
 
     /// What the API server believed for `response` (a response from Kiali through Envoy); panics

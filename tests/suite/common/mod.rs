@@ -3,6 +3,7 @@
 
 pub mod chain;
 pub mod mtls;
+pub mod tokens;
 
 use std::time::{Duration, Instant};
 
