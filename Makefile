@@ -85,7 +85,7 @@ test: unit validate e2e check-shipped lint
 KHA := $(ROOT)/target/e2e/kiali-header-auth
 
 cli:
-	cargo build --profile e2e -p kiali-header-auth-cli
+	cargo build --profile e2e --workspace --bins
 
 # `make check CONFIG=deploy/istio/wasmplugin.yaml` (a file, a directory, or - for stdin); STRICT=1
 # makes warnings fail. Exit status: the command's 0 ok, 1 invalid, 2 usage (make reports it).

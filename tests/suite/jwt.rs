@@ -213,31 +213,24 @@ fn payload_key_and_oauth2_proxy_access_token_header() {
 
 #[test]
 fn full_impersonation_with_jwt_identity() {
-    const TOKEN_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local";
-    const BOOTSTRAP: &str = "bootstrap-bearer-for-jwt-tests";
+    use crate::common::tokens::TOKEN_CLUSTER;
     let tokens = TokenService::start();
-    tokens.set_required_bearer(Some(BOOTSTRAP));
     tokens.set_behavior(Behavior::default());
     let plugin_config = format!(
         r#"{{"identity":{{"jwt":{{"user_claim":"email","groups_claim":"groups"}}}},
             "token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}",
-              "namespace":"kiali-auth","service_account":"kiali-impersonator",
-              "credential_env":"TOKEN_REQUESTER_BEARER","timeout_ms":1000}}}}"#
+              "namespace":"kiali-auth","service_account":"kiali-impersonator","timeout_ms":1000}}}}"#
     );
     let issuer = TestIssuer::generate(ISSUER, AUDIENCE);
-    let upstream = EchoUpstream::start();
-    let config = EnvoyConfig::proxy(upstream.addr())
-        .token_cluster(TOKEN_CLUSTER, tokens.addr())
-        .filter(issuer.jwt_authn_filter(&JwtAuthnOptions::default()))
-        .add_filter(Filter::Wasm {
-            plugin_config,
-            vm_env: vec![("TOKEN_REQUESTER_BEARER".to_string(), BOOTSTRAP.to_string())],
-            fail_open: false,
-        });
-    let envoy = Envoy::start(&config);
+    // The token source as users deploy it: the credential injector adds the bootstrap token.
+    let setup = crate::common::tokens::start_injected_with(&plugin_config, tokens, 1, |mut config| {
+        config.filters.insert(0, issuer.jwt_authn_filter(&JwtAuthnOptions::default()));
+        config
+    });
+    let (envoy, upstream, tokens) = (&setup.envoy, &setup.upstream, &setup.tokens);
 
     let token = issuer.token(json!({"email": "dana@example.com", "groups": ["ops"]}));
-    let response = send(&envoy, &bearer(&token));
+    let response = send(envoy, &bearer(&token));
     assert_eq!(response.status, 200, "{}", response.text());
     let seen = upstream.last().expect("forwarded");
     assert_eq!(
@@ -251,7 +244,7 @@ fn full_impersonation_with_jwt_identity() {
     assert_ne!(sa_token, token);
     assert_eq!(tokens.count(), 1);
 
-    let response = send(&envoy, &ClientRequest::get("/").header("X-Forwarded-User", "dana@example.com"));
+    let response = send(envoy, &ClientRequest::get("/").header("X-Forwarded-User", "dana@example.com"));
     assert_refused(&response, 401, "identity_missing");
     assert_eq!(upstream.count(), 1, "no token reaches Kiali without a verified JWT");
 }

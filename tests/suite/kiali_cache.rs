@@ -15,11 +15,11 @@ use common::send;
 use harness::apiserver::{ApiServerStandIn, ImpersonationRules, NamespaceAccess, Subject};
 use harness::kiali::KialiStandIn;
 use harness::kiali_cache::{self, NamespaceCacheConfig};
+use harness::bootstrap_token::BootstrapToken;
 use harness::{ClientRequest, Envoy, EnvoyConfig, Filter, TokenService};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-const REQUESTER_BEARER: &str = "bootstrap-bearer-for-kiali-cache-tests";
 const IDENTITY: &str = r#""identity":{"preset":"oauth2-proxy"}"#;
 
 /// What each user may read, as RBAC bindings would say (a test knob, see `NamespaceAccess`).
@@ -83,23 +83,29 @@ struct CacheChain {
     kiali: KialiStandIn,
     _apiserver: ApiServerStandIn,
     _tokens: TokenService,
+    // The token file the credential injector reads, and its directory (dropped after Envoy).
+    _bootstrap: BootstrapToken,
+    _dir: tempfile::TempDir,
 }
 
 impl CacheChain {
     fn start(plugin_config: &str, cache: NamespaceCacheConfig) -> CacheChain {
+        // The token source as users deploy it: the credential injector adds the bootstrap token.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let bootstrap = BootstrapToken::create(dir.path()).expect("write the bootstrap token");
         let tokens = TokenService::start();
-        tokens.set_required_bearer(Some(REQUESTER_BEARER));
+        tokens.set_required_bearer(None);
+        bootstrap.accepted_by(&tokens);
         let rules = ImpersonationRules::deployed().expect("deploy/02-impersonator.yaml");
         let apiserver = ApiServerStandIn::start_with_namespaces(rules, kiali_cache::authenticator(), access())
             .expect("start the API server stand-in");
         let kiali = KialiStandIn::start_with_namespaces(apiserver.addr(), cache).expect("start the Kiali stand-in");
-        let config = EnvoyConfig::proxy(kiali.addr()).token_cluster(TOKEN_CLUSTER, tokens.addr()).add_filter(Filter::Wasm {
-            plugin_config: plugin_config.to_string(),
-            vm_env: vec![("TOKEN_REQUESTER_BEARER".to_string(), REQUESTER_BEARER.to_string())],
-            fail_open: false,
-        });
+        let config = EnvoyConfig::proxy(kiali.addr())
+            .token_cluster(TOKEN_CLUSTER, tokens.addr())
+            .bootstrap_credential(TOKEN_CLUSTER, &bootstrap)
+            .add_filter(Filter::wasm(plugin_config));
         let envoy = Envoy::start(&config);
-        CacheChain { envoy, kiali, _apiserver: apiserver, _tokens: tokens }
+        CacheChain { envoy, kiali, _apiserver: apiserver, _tokens: tokens, _bootstrap: bootstrap, _dir: dir }
     }
 
     /// The namespace names Kiali answered `request` with, through Envoy.

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use harness::{Behavior, ClientRequest, Connection, EchoUpstream, Envoy, EnvoyConfig, Filter, TokenService};
+use harness::{Behavior, ClientRequest, Connection, TokenService};
 
 const CLIENTS: usize = 8;
-const TOKEN_CLUSTER: &str = "kubernetes-api";
+use crate::common::tokens::TOKEN_CLUSTER;
 
 #[derive(Default)]
 struct ClientTally {
@@ -73,29 +73,20 @@ fn soak(token_source_extra: &str) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let tokens = TokenService::start();
-    tokens.set_required_bearer(Some("soak-bootstrap"));
     tokens.set_behavior(Behavior::Issue {
         lifetime: Duration::from_secs(3),
     });
     tokens.set_fail_every_nth(Some(5));
-    let upstream = EchoUpstream::start();
+    // The token source as users deploy it: Envoy's credential injector adds the bootstrap token.
     let plugin = format!(
         r#"{{"identity":{{"preset":"oauth2-proxy"}},
             "token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}",
-              "namespace":"kiali-auth","service_account":"kiali-impersonator",
-              "credential_env":"TOKEN_REQUESTER_BEARER","timeout_ms":1000,
+              "namespace":"kiali-auth","service_account":"kiali-impersonator","timeout_ms":1000,
               "retry_initial_ms":100,"retry_max_ms":500{token_source_extra}}},
             "max_request_wait_ms":3000}}"#
     );
-    let config = EnvoyConfig::proxy(upstream.addr())
-        .concurrency(2)
-        .token_cluster(TOKEN_CLUSTER, tokens.addr())
-        .filter(Filter::Wasm {
-            plugin_config: plugin,
-            vm_env: vec![("TOKEN_REQUESTER_BEARER".into(), "soak-bootstrap".into())],
-            fail_open: false,
-        });
-    let envoy = Envoy::start(&config);
+    let setup = common::tokens::start_injected(&plugin, tokens, 2);
+    let (envoy, upstream, tokens) = (&setup.envoy, &setup.upstream, &setup.tokens);
     let addr = envoy.addr();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -197,7 +188,7 @@ fn soak(token_source_extra: &str) {
     println!("  transport errors         {transport_errors}");
     println!("  token fetches            {fetches} ({} issued, {failed_fetches} failed on purpose)", issued.len());
     println!("  distinct bearers used    {}", users_of_bearer.len());
-    println!("  paused / resumed         {} / {}", stat(&envoy, "requests_paused_total"), stat(&envoy, "requests_resumed_total"));
+    println!("  paused / resumed         {} / {}", stat(envoy, "requests_paused_total"), stat(envoy, "requests_resumed_total"));
 
     assert_eq!(transport_errors, 0, "no request lost on the wire");
     assert_eq!(sent, ok + refused_total, "every request got an answer");
@@ -214,6 +205,6 @@ fn soak(token_source_extra: &str) {
         }
         let identities: std::collections::BTreeSet<&String> = users_of_bearer.values().flatten().collect();
         assert_eq!(identities.len(), CLIENTS * 5, "every identity was served");
-        assert!(stat(&envoy, "identities_cached") <= (CLIENTS * 5) as u64);
+        assert!(stat(envoy, "identities_cached") <= (CLIENTS * 5) as u64);
     }
 }
