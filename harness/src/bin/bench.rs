@@ -64,7 +64,7 @@ struct Opts {
     /// Only this route: direct_response (or direct) or proxied [default: both]
     #[arg(long, value_name = "ROUTE", value_parser = parse_route)]
     route: Option<&'static str>,
-    /// Only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,wasm_strip,
+    /// Only these variants, comma-separated keys (none,lua,lua_strip,wasm_full,wasm_identity_full,wasm_strip,
     /// NAME_full,NAME_strip); `none` and `lua` are always kept
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     variants: Option<Vec<String>>,
@@ -150,6 +150,7 @@ fn variants(o: &Opts, lua: &str, lua_strip: &str) -> Vec<Variant> {
         Variant::new(report::LUA, "Lua (equivalent)", Filter::lua(lua), None),
         Variant::new(report::LUA_STRIP, "Lua strip-only (equivalent)", Filter::lua(lua_strip), None),
         Variant::new("wasm_full", "wasm: full impersonation", full_filter(), None),
+        Variant::new("wasm_identity_full", "wasm: full impersonation, per_identity", full_filter_with(r#","per_identity":true"#), None),
         Variant::new("wasm_strip", "wasm: strip-only", Filter::wasm(""), None),
     ];
     for (name, file) in &o.compare_wasm {
@@ -161,8 +162,14 @@ fn variants(o: &Opts, lua: &str, lua_strip: &str) -> Vec<Variant> {
 
 /// The full-impersonation filter: oauth2-proxy preset + Kubernetes TokenRequest.
 fn full_filter() -> Filter {
+    full_filter_with("")
+}
+
+/// [`full_filter`] with more `token_source` fields (`per_identity`: the request path computes the
+/// identity key and looks its token up).
+fn full_filter_with(token_source_extra: &str) -> Filter {
     let config = format!(
-        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}","namespace":"kiali-auth","service_account":"kiali-impersonator","expiration_seconds":600,"credential_env":"TOKEN_REQUESTER_BEARER"}}}}"#
+        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}","namespace":"kiali-auth","service_account":"kiali-impersonator","expiration_seconds":600,"credential_env":"TOKEN_REQUESTER_BEARER"{token_source_extra}}}}}"#
     );
     Filter::Wasm { plugin_config: config, vm_env: vec![("TOKEN_REQUESTER_BEARER".into(), BOOTSTRAP.into())], fail_open: false }
 }
