@@ -13,6 +13,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use harness::bench::callgrind::{self, GrindEnvoy};
@@ -174,12 +175,30 @@ fn full_filter_with(token_source_extra: &str) -> Filter {
     Filter::Wasm { plugin_config: config, vm_env: vec![("TOKEN_REQUESTER_BEARER".into(), BOOTSTRAP.into())], fail_open: false }
 }
 
+/// The bench request (the wrk script's path and headers). A `per_identity` variant fetches its
+/// identity's token on that identity's first request, not at start: this request primes it.
+static PRIME: OnceLock<ClientRequest> = OnceLock::new();
+
+fn per_identity(cfg: &EnvoyConfig) -> bool {
+    cfg.filters.iter().any(|f| matches!(f, Filter::Wasm { plugin_config, .. } if plugin_config.contains(r#""per_identity":true"#)))
+}
+
+/// Sends the bench request once to a `per_identity` Envoy, so its identity's token is fetched
+/// before the measurement (the answer does not matter: a request that waited out
+/// `max_request_wait_ms` has still started the fetch).
+fn prime(cfg: &EnvoyConfig, envoy: &Envoy) {
+    if let (true, Some(request)) = (per_identity(cfg), PRIME.get()) {
+        let _ = client::send(envoy.addr(), request);
+    }
+}
+
 /// Starts an Envoy without the tests' `wasm:debug` log, so every variant runs as in production;
 /// one with a token source is ready once it holds its token.
 fn start_envoy(cfg: &EnvoyConfig, acct: &mut Tokens) -> Result<Envoy, String> {
     let envoy = Envoy::try_start(&cfg.clone().wasm_debug_log(false))?;
     if !cfg.clusters.is_empty() {
         acct.processes += 1;
+        prime(cfg, &envoy);
         if envoy.wait_for_stat(STAT, 1, Duration::from_secs(15)).unwrap_or(0) < 1 {
             return Err(format!("{STAT} still 0 after 15 s; Envoy log:\n{}", envoy.log()));
         }
@@ -382,7 +401,7 @@ fn instructions(o: &Opts, ctx: &Context) -> Result<(Vec<Instructions>, String), 
     let mut grinds = Vec::new();
     for v in &ctx.variants {
         let cfg = v.config(EnvoyConfig::new(), &ctx.tokens);
-        grinds.push((v, GrindEnvoy::spawn(&cfg, dir.path(), &v.key)?));
+        grinds.push((v, GrindEnvoy::spawn(&cfg, dir.path(), &v.key)?, cfg));
     }
     let load = |url: &str, duration: Duration| {
         let args = wrk::WrkArgs { bin: &o.wrk, script: &o.script, threads: 1, connections: 4, duration, cpu: None };
@@ -394,15 +413,16 @@ fn instructions(o: &Opts, ctx: &Context) -> Result<(Vec<Instructions>, String), 
     };
     // All ready before the first measurement: a process still starting would take the CPU from
     // the one measured, and too few requests would fit in its window.
-    for (v, grind) in &grinds {
+    for (v, grind, cfg) in &grinds {
         grind.envoy.wait_ready(Duration::from_secs(300), None).map_err(|e| format!("{}: {e}", v.label))?;
+        prime(cfg, &grind.envoy);
         if v.has_token_source() && grind.envoy.wait_for_stat(STAT, 1, Duration::from_secs(120)).unwrap_or(0) < 1 {
             return Err(format!("{}: {STAT} still 0 after 120 s under callgrind", v.label));
         }
     }
     let fetched_ready = ctx.tokens.count();
     let mut rows = Vec::new();
-    for (v, grind) in grinds {
+    for (v, grind, _) in grinds {
         let url = format!("http://{}{}", grind.envoy.addr(), ctx.path);
         load(&url, WARMUP)?;
         let since = grind.zero()?;
@@ -482,6 +502,7 @@ fn run(o: &Opts) -> Result<bool, String> {
     }
     let tokens = TokenService::start();
     tokens.set_required_bearer(Some(BOOTSTRAP));
+    let _ = PRIME.set(request(&wrk_script_path(&script).unwrap_or_else(|| "/".into()), &headers));
     let all = variants(o, &read(&o.lua)?, &read(&o.lua_strip)?);
     let keep = |v: &Variant| o.variants.as_ref().is_none_or(|only| only.iter().any(|k| k.trim() == v.key));
     let ctx = Context {
