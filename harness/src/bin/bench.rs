@@ -170,7 +170,7 @@ fn full_filter() -> Filter {
 /// identity key and looks its token up).
 fn full_filter_with(token_source_extra: &str) -> Filter {
     let config = format!(
-        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}","namespace":"kiali-auth","service_account":"kiali-impersonator","expiration_seconds":600,"credential_env":"TOKEN_REQUESTER_BEARER"{token_source_extra}}}}}"#
+        r#"{{"identity":{{"preset":"oauth2-proxy"}},"token_source":{{"type":"kubernetes_token_request","cluster":"{TOKEN_CLUSTER}","namespace":"kiali-auth","service_account":"kiali-impersonator","expiration_seconds":3600,"credential_env":"TOKEN_REQUESTER_BEARER"{token_source_extra}}}}}"#
     );
     Filter::Wasm { plugin_config: config, vm_env: vec![("TOKEN_REQUESTER_BEARER".into(), BOOTSTRAP.into())], fail_open: false }
 }
