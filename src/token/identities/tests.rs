@@ -81,6 +81,12 @@ fn the_identity_key_cannot_be_forged_with_separators() {
     let two_lines = identity_key(&adds(&[("impersonate-user", "a"), ("impersonate-group", "b")]), &[]);
     let one_line = identity_key(&adds(&[("impersonate-user", "a\",\"impersonate-group\",\"b")]), &[]);
     assert_ne!(two_lines, one_line);
+    // Nor with the length prefixes of the encoding.
+    let spelled = identity_key(&adds(&[("impersonate-user", "1:a17:impersonate-group1:b")]), &[]);
+    assert_ne!(two_lines, spelled);
+    assert_eq!(two_lines, "17:impersonate-group1:b16:impersonate-user1:a", "sorted, each part length-prefixed");
+    let long = "x".repeat(1234);
+    assert!(identity_key(&adds(&[("impersonate-user", &long)]), &[]).starts_with("16:impersonate-user1234:x"));
 }
 
 #[test]
