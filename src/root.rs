@@ -30,6 +30,9 @@ const SLOW_TICK_MS: u32 = 200;
 /// Tick fast once the token's use ends within this many milliseconds, so it is retired
 /// [`FAST_TICK_MS`] before its end rather than up to [`SLOW_TICK_MS`] before it.
 const NEAR_END_OF_USE_MS: u64 = 2 * SLOW_TICK_MS as u64;
+/// How late a tick may run and still retire a token before its end of use: a token is kept only
+/// while it stays usable for the time to the next tick plus this slack.
+const TICK_SLACK_MS: u32 = FAST_TICK_MS;
 const CAS_ATTEMPTS: usize = 16;
 
 pub struct Root {
@@ -427,7 +430,7 @@ impl Root {
         let token = config
             .token_source
             .as_ref()
-            .map(|source| TokenRuntime::new(source.cache_key(), u64::from(FAST_TICK_MS)));
+            .map(|source| TokenRuntime::new(source.cache_key(), u64::from(FAST_TICK_MS + TICK_SLACK_MS)));
         info!(
             "kiali-header-auth {} configured: mode {:?}{}",
             env!("CARGO_PKG_VERSION"),
@@ -476,7 +479,7 @@ impl Root {
             let fast = tokens.needs_fast_tick(now_ms, NEAR_END_OF_USE_MS);
             let period = if fast { FAST_TICK_MS } else { SLOW_TICK_MS };
             self.set_tick(period);
-            tokens.refresh_usable(now_ms, u64::from(period));
+            tokens.refresh_usable(now_ms, u64::from(period + TICK_SLACK_MS));
             return;
         }
         // A fetch whose answer never came (the VM lost it) must not block forever.
@@ -501,7 +504,7 @@ impl Root {
             && runtime.waiters.borrow().is_empty();
         let period = if idle { SLOW_TICK_MS } else { FAST_TICK_MS };
         self.set_tick(period);
-        runtime.retire_ahead_ms.set(u64::from(period));
+        runtime.retire_ahead_ms.set(u64::from(period + TICK_SLACK_MS));
         runtime.refresh_usable(now_ms);
     }
 

@@ -52,11 +52,12 @@ impl TokenRuntime {
     /// next run. No clock read, no shared-data read, no copy (a reference count).
     ///
     /// Why this never forwards a token past its end of use: the tick (and a fetch answer) keep it
-    /// only while `now + time to the next tick < usable_until` ([`TokenRuntime::refresh_usable`]),
-    /// and tick fast near the end, so the tick that retires it runs before `usable_until`. A tick
-    /// delayed by a busy worker can let a request through after `usable_until`, but still
-    /// ahead of the token's real expiry by the usable margin (a tenth of its lifetime, up to 10 s;
-    /// see `token::state`).
+    /// only while `now + time to the next tick + a slack of one fast tick < usable_until`
+    /// ([`TokenRuntime::refresh_usable`]), and tick fast near the end, so the tick that retires it
+    /// runs before `usable_until` even when it comes up to 20 ms late. A tick delayed longer by a
+    /// busy worker can let a request through after `usable_until`, but still ahead of the
+    /// token's real expiry by the usable margin (a tenth of its lifetime, up to 10 s; see
+    /// `token::state`).
     pub fn usable_authorization(&self) -> Option<Rc<str>> {
         self.usable.borrow().clone()
     }
