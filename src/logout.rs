@@ -7,8 +7,10 @@
 //! `kiali-token-<cluster>`, chunks `kiali-token[-<cluster>]-<i>`, the chunk count
 //! `kiali-token-chunks[-<cluster>]`, and in older releases `kiali-token-aes`,
 //! `kiali-token-aes-<i>`; all with `Path` = Kiali's web root. So the reply expires every cookie
-//! the request carries whose name starts with `kiali-token`, plus the base names of every
-//! release, on the web root.
+//! the request carries whose name starts with `kiali-token`, the base names of every release,
+//! and the chunks a chunk count names (`kiali-token-chunks=<n>`: `kiali-token-aes-1` ..
+//! `kiali-token-aes-<n-1>` and `kiali-token-1` .. `kiali-token-<n-1>`;
+//! `kiali-token-chunks-<cluster>=<n>`: `kiali-token-<cluster>-1` ..), on the web root.
 
 /// The validated `logout` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,16 +37,26 @@ impl Logout {
     /// `cookie` header lines.
     pub fn expired_cookies(&self, cookie_lines: &[&[u8]]) -> Vec<String> {
         let mut names: Vec<String> = BASE_COOKIES.iter().map(|name| name.to_string()).collect();
+        let add = |name: String, names: &mut Vec<String>| {
+            if !names.contains(&name) && names.len() < MAX_COOKIES {
+                names.push(name);
+            }
+        };
         for line in cookie_lines {
             let Ok(text) = std::str::from_utf8(line) else {
                 continue;
             };
             for pair in text.split(';') {
-                let name = pair.split('=').next().unwrap_or_default().trim();
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                let name = name.trim();
                 let valid = name.starts_with(COOKIE_PREFIX)
                     && name.bytes().all(crate::names::is_token_byte);
-                if valid && !names.iter().any(|known| known == name) && names.len() < MAX_COOKIES {
-                    names.push(name.to_string());
+                if !valid {
+                    continue;
+                }
+                add(name.to_string(), &mut names);
+                for chunk in chunk_names(name, value.trim()) {
+                    add(chunk, &mut names);
                 }
             }
         }
@@ -53,6 +65,23 @@ impl Logout {
             .map(|name| format!("{name}=; Path={}; Max-Age=0; HttpOnly; SameSite=Strict", self.web_root))
             .collect()
     }
+}
+
+/// The chunk cookies a chunk count names (see the module comment); none for any other cookie.
+fn chunk_names(name: &str, value: &str) -> Vec<String> {
+    let Some(rest) = name.strip_prefix("kiali-token-chunks") else {
+        return Vec::new();
+    };
+    let count = value.parse::<usize>().unwrap_or(0).min(MAX_COOKIES);
+    let stems: Vec<String> = match rest.strip_prefix('-') {
+        None if rest.is_empty() => vec!["kiali-token-aes".into(), "kiali-token".into()],
+        Some(cluster) if !cluster.is_empty() => vec![format!("kiali-token-{cluster}")],
+        _ => Vec::new(),
+    };
+    stems
+        .iter()
+        .flat_map(|stem| (1..count).map(move |i| format!("{stem}-{i}")))
+        .collect()
 }
 
 #[cfg(test)]
@@ -98,6 +127,22 @@ mod tests {
         );
         assert!(cookies.iter().all(|c| c.ends_with("=; Path=/kiali; Max-Age=0; HttpOnly; SameSite=Strict")));
         let many = (0..500).map(|i| format!("kiali-token-x-{i}=1")).collect::<Vec<_>>().join("; ");
+        assert_eq!(logout().expired_cookies(&[b"kiali-token-chunks=100000"]).len(), MAX_COOKIES);
         assert_eq!(logout().expired_cookies(&[many.as_bytes()]).len(), MAX_COOKIES);
+    }
+
+    #[test]
+    fn a_chunk_count_names_the_chunks_the_request_did_not_carry() {
+        let names = |line: &[u8]| -> Vec<String> {
+            logout().expired_cookies(&[line]).iter().map(|c| c.split('=').next().unwrap().to_string()).collect()
+        };
+        let chunked = names(b"kiali-token-chunks=3");
+        for name in ["kiali-token-aes-1", "kiali-token-aes-2", "kiali-token-1", "kiali-token-2"] {
+            assert!(chunked.iter().any(|n| n == name), "{name} in {chunked:?}");
+        }
+        assert!(!chunked.iter().any(|n| n == "kiali-token-aes-3"), "n chunks: the base cookie and 1..n-1");
+        let cluster = names(b"kiali-token-chunks-east=2");
+        assert!(cluster.iter().any(|n| n == "kiali-token-east-1") && !cluster.iter().any(|n| n == "kiali-token-east-2"));
+        assert_eq!(names(b"kiali-token-chunks=x").len(), 3, "a count that is not a number names nothing");
     }
 }

@@ -2,7 +2,7 @@
 //! and the API server then believe.
 //!
 //! The order is the filter's (`src/http.rs`, `RequestContext::handle_request_headers`): the
-//! trusted-peer check, then `upstream_hosts`, then the planner with the request properties the
+//! trusted-peer check, then `upstream_hosts`, then the `logout` path, then the planner with the request properties the
 //! configuration uses (`RequestProperties::read`), then, in full impersonation, the ServiceAccount
 //! bearer. The RBAC gate (`rbac_check: "enforce"`) and waiting for a token depend on the cluster
 //! at run time; the explanation assumes the token is there and the self-check passed.
@@ -35,6 +35,13 @@ pub enum Outcome {
         status: u32,
         reason: &'static str,
         body: String,
+    },
+    /// The `logout` path: a redirect to the sign-out, Kiali's session cookies expired; Kiali
+    /// never sees the request.
+    LoggedOut {
+        status: u32,
+        location: String,
+        set_cookie: Vec<String>,
     },
     Forwarded {
         /// Header names removed, every copy.
@@ -78,6 +85,15 @@ pub fn filter_outcome(config: &FilterConfig, request: &Request) -> Outcome {
     }
     if let Some(refusal) = config.upstream_hosts.as_ref().and_then(|allowed| allowed.refusal(&pairs)) {
         return refused(&refusal);
+    }
+    // `RequestContext::log_out` in `src/http.rs`: the same match, the same cookies.
+    if let Some(logout) = &config.logout {
+        let path = pairs.iter().find(|(name, _)| *name == b":path").map(|(_, value)| *value);
+        if path.is_some_and(|path| logout.matches(path)) {
+            let cookies: Vec<&[u8]> =
+                pairs.iter().filter(|(name, _)| name.eq_ignore_ascii_case(b"cookie")).map(|(_, value)| *value).collect();
+            return Outcome::LoggedOut { status: 302, location: logout.redirect.clone(), set_cookie: logout.expired_cookies(&cookies) };
+        }
     }
     let metadata = metadata(config, request);
     let properties = RequestProperties::read(config, |path| {
@@ -190,7 +206,7 @@ pub fn explain(origin: &str, config: &FilterConfig, request: &Request, rules: &I
             notes.push(format!("the API server's impersonation rules: {rules_from}"));
             Some(believe(headers, &requester(config), rules))
         }
-        Outcome::Refused { .. } => None,
+        Outcome::Refused { .. } | Outcome::LoggedOut { .. } => None,
     };
     Explanation { configuration: origin.to_string(), mode: mode_name(config), outcome, cluster, notes }
 }

@@ -19,6 +19,13 @@ pub fn explanation(explanation: &Explanation) -> String {
             out.push_str(&format!("the filter REFUSES the request: {status} {reason}\n  body: {body}\n"));
             out.push_str("Kiali and the API server never see it.\n");
         }
+        Outcome::LoggedOut { status, location, set_cookie } => {
+            out.push_str(&format!("the filter answers the logout path: {status} to {location}\n"));
+            for cookie in set_cookie {
+                out.push_str(&format!("  set-cookie: {cookie}\n"));
+            }
+            out.push_str("Kiali and the API server never see it.\n");
+        }
         Outcome::Forwarded { remove, add, authorization, impersonation, .. } => {
             out.push_str("the filter forwards the request to Kiali\n");
             out.push_str(&format!(

@@ -28,6 +28,7 @@ const HOSTS: &str = r#"{"identity": {"preset": "oauth2-proxy"}, "upstream_hosts"
 const CIDRS_OTHER: &str = r#"{"identity": {"preset": "oauth2-proxy"}, "trusted_peers": {"source_cidrs": ["10.0.0.0/8"]}}"#;
 const CIDRS_LOCAL: &str = r#"{"identity": {"preset": "oauth2-proxy", "static_groups": ["kiali-users"]}, "trusted_peers": {"source_cidrs": ["127.0.0.0/8"]}}"#;
 const PRINCIPALS: &str = r#"{"identity": {"preset": "oauth2-proxy"}, "trusted_peers": {"principals": ["spiffe://cluster.local/ns/a/sa/b"]}}"#;
+const LOGOUT: &str = r#"{"identity": {"preset": "oauth2-proxy"}, "logout": {"path": "/kiali/logout", "redirect": "/oauth2/sign_out?rd=%2Fkiali%2F"}}"#;
 const JWT: &str = r#"{"identity": {"jwt": {"user_claim": "email", "groups_claim": "groups", "uid_claim": "sub",
     "extra_claims": {"team": "team"}}, "user_prefix": "oidc:", "audit_extras": {"client-address": "source_address"}}}"#;
 
@@ -45,6 +46,14 @@ fn cases() -> Vec<Case> {
         Case { name: "no direct peer recorded", config: CIDRS_OTHER, chain: Chain::Plain, headers: alice, claims: None },
         Case { name: "peer inside the CIDRs", config: CIDRS_LOCAL, chain: Chain::DirectPeer, headers: alice, claims: None },
         Case { name: "no mTLS principal", config: PRINCIPALS, chain: Chain::Plain, headers: alice, claims: None },
+        Case {
+            name: "logout",
+            config: LOGOUT,
+            chain: Chain::Plain,
+            headers: &[(":path", "/kiali/logout?x=1"), ("X-Forwarded-User", "alice"), ("Cookie", "kiali-token-chunks=3; other=1")],
+            claims: None,
+        },
+        Case { name: "not the logout path", config: LOGOUT, chain: Chain::Plain, headers: &[(":path", "/kiali/logout/x"), ("X-Forwarded-User", "alice")], claims: None },
         Case { name: "no token", config: JWT, chain: Chain::Jwt, headers: &[("X-Forwarded-User", "mallory")], claims: None },
         Case {
             name: "verified claims",
@@ -68,19 +77,31 @@ fn cases() -> Vec<Case> {
 #[derive(Debug, PartialEq)]
 enum Seen {
     Refused(u64, String, String),
+    /// The logout path: status, `location`, every `set-cookie`.
+    LoggedOut(u64, String, Vec<String>),
     Forwarded(Vec<(String, String)>, Vec<(String, bool)>),
 }
 
 fn through_envoy(envoy: &Envoy, upstream: &EchoUpstream, case: &Case, token: Option<&str>) -> Seen {
     upstream.clear();
-    let mut request = ClientRequest::get("/api/namespaces");
-    for (name, value) in case.headers {
+    let path = case.headers.iter().find(|(name, _)| *name == ":path").map_or("/api/namespaces", |(_, path)| *path);
+    let mut request = ClientRequest::get(path);
+    for (name, value) in case.headers.iter().filter(|(name, _)| *name != ":path") {
         request = request.header(name, value);
     }
     if let Some(token) = token {
         request = request.header("Authorization", format!("Bearer {token}"));
     }
     let response = harness::client::send(envoy.addr(), &request).expect("request through Envoy");
+    if response.status == 302 {
+        assert_eq!(upstream.count(), 0, "{}: Kiali never sees the logout", case.name);
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        return Seen::LoggedOut(
+            302,
+            response.header("location").unwrap_or_default(),
+            response.headers_named("set-cookie").into_iter().map(text).collect(),
+        );
+    }
     if response.status != 200 {
         let body = response.json();
         return Seen::Refused(u64::from(response.status), body["reason"].as_str().unwrap_or("").to_string(), response.text());
@@ -103,7 +124,7 @@ fn reaching_kiali(case: &Case, present: impl Fn(&str) -> bool) -> Vec<(String, b
     case.headers
         .iter()
         .map(|(name, _)| name.to_ascii_lowercase())
-        .filter(|name| !name.starts_with("impersonate-") && name != "host")
+        .filter(|name| !name.starts_with("impersonate-") && name != "host" && !name.starts_with(':'))
         .map(|name| {
             let here = present(&name);
             (name, here)
@@ -127,6 +148,13 @@ fn through_explain(case: &Case, config_file: &Path, payload: Option<&Value>, pee
     let output = run(&refs);
     assert_eq!(code(&output), 0, "{}: {}", case.name, output.stderr);
     let explained = stdout_json(&output);
+    if explained["outcome"] == "logged_out" {
+        return Seen::LoggedOut(
+            explained["status"].as_u64().unwrap_or(0),
+            explained["location"].as_str().unwrap_or("").to_string(),
+            explained["set_cookie"].as_array().into_iter().flatten().filter_map(|c| c.as_str().map(String::from)).collect(),
+        );
+    }
     if explained["outcome"] == "refused" {
         return Seen::Refused(
             explained["status"].as_u64().unwrap_or(0),
@@ -152,7 +180,7 @@ fn explain_agrees_with_the_filter_in_envoy() {
     let issuer = TestIssuer::generate("https://issuer.example", "kiali");
     let dir = std::env::temp_dir().join(format!("kha-cli-parity-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let (mut refused, mut forwarded) = (0, 0);
+    let (mut refused, mut forwarded, mut logged_out) = (0, 0, 0);
     for (index, case) in cases().iter().enumerate() {
         let upstream = EchoUpstream::start();
         let mut config = EnvoyConfig::proxy(upstream.addr());
@@ -175,8 +203,12 @@ fn explain_agrees_with_the_filter_in_envoy() {
         match explained {
             Seen::Refused(..) => refused += 1,
             Seen::Forwarded(..) => forwarded += 1,
+            Seen::LoggedOut(_, _, ref cookies) => {
+                assert!(cookies.iter().any(|c| c.starts_with("kiali-token-aes-2=")), "{cookies:?}");
+                logged_out += 1
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(refused >= 7 && forwarded >= 5, "{refused} refused, {forwarded} forwarded");
+    assert!(refused >= 7 && forwarded >= 6 && logged_out == 1, "{refused} refused, {forwarded} forwarded, {logged_out} logged out");
 }
