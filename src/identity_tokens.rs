@@ -16,7 +16,7 @@ use log::{info, warn};
 use crate::config::FilterConfig;
 use crate::host;
 use crate::metrics::Metrics;
-use crate::local_token::{LocalToken, Waiter};
+use crate::local_token::{self, LocalToken, Waiter};
 use crate::token::identities::{
     identity_key, least_recently_used, Demand, IdentityIndex, IdentitySlot, Placement,
     PUBLISH_USE_EVERY_MS,
@@ -60,25 +60,11 @@ struct LocalIdentity {
 
 impl LocalIdentity {
     fn authorization(&self, now_ms: u64) -> Option<Rc<str>> {
-        self.token
-            .as_ref()
-            .filter(|token| now_ms < token.usable_until_ms)
-            .map(|token| Rc::clone(&token.authorization))
+        self.token.as_ref().and_then(|token| token.usable_for(now_ms, 0))
     }
 
     fn adopt(&mut self, slot: &IdentitySlot, now_ms: u64) {
-        let current = self.token.as_ref().map(|token| token.generation);
-        match slot.token.usable_token(now_ms) {
-            Some(token) if current != Some(slot.token.generation) => {
-                self.token = Some(LocalToken {
-                    generation: slot.token.generation,
-                    authorization: Rc::from(format!("Bearer {token}")),
-                    usable_until_ms: slot.token.usable_until_ms,
-                });
-            }
-            Some(_) => {}
-            None => self.token = None,
-        }
+        local_token::adopt(&mut self.token, &slot.token, now_ms);
         self.published_use_ms = slot.last_used_ms;
         let last_used = self.last_used_ms.max(slot.last_used_ms);
         let idle_check = last_used.saturating_add(slot.idle_after_ms());
@@ -244,13 +230,7 @@ impl IdentityTokens {
                 continue;
             }
             let authorization = entry.authorization(now_ms);
-            let waiters: Vec<Waiter> = if authorization.is_some() {
-                std::mem::take(&mut entry.waiters)
-            } else {
-                let (due, keep) = entry.waiters.drain(..).partition(|w| now_ms >= w.deadline_ms);
-                entry.waiters = keep;
-                due
-            };
+            let waiters = local_token::take_due(&mut entry.waiters, authorization.is_some(), now_ms);
             if !waiters.is_empty() {
                 taken += waiters.len();
                 out.push((waiters, authorization));
@@ -262,14 +242,12 @@ impl IdentityTokens {
 
     /// Forgets waiting requests whose stream is gone; returns how many.
     pub fn drop_gone_waiters(&self, root_context_id: u32) -> usize {
-        let mut gone = 0;
-        for entry in self.entries.borrow_mut().values_mut() {
-            let before = entry.waiters.len();
-            entry
-                .waiters
-                .retain(|waiter| host::set_effective_context(waiter.context_id).is_ok());
-            gone += before - entry.waiters.len();
-        }
+        let gone: usize = self
+            .entries
+            .borrow_mut()
+            .values_mut()
+            .map(|entry| local_token::drop_gone(&mut entry.waiters))
+            .sum();
         let _ = host::set_effective_context(root_context_id);
         self.waiting.set(self.waiting.get().saturating_sub(gone));
         gone
@@ -291,11 +269,7 @@ impl IdentityTokens {
     /// use).
     pub fn refresh_usable(&self, now_ms: u64, ahead_ms: u64) {
         for entry in self.entries.borrow_mut().values_mut() {
-            entry.usable = entry
-                .token
-                .as_ref()
-                .filter(|token| now_ms.saturating_add(ahead_ms) < token.usable_until_ms)
-                .map(|token| Rc::clone(&token.authorization));
+            entry.usable = entry.token.as_ref().and_then(|token| token.usable_for(now_ms, ahead_ms));
         }
     }
 
@@ -308,11 +282,7 @@ impl IdentityTokens {
             .filter_map(|entry| entry.token.as_ref())
             .filter(|token| now_ms < token.usable_until_ms)
             .max_by_key(|token| (token.generation, token.usable_until_ms))
-            .map(|token| LocalToken {
-                generation: token.generation,
-                authorization: Rc::clone(&token.authorization),
-                usable_until_ms: token.usable_until_ms,
-            })
+            .cloned()
     }
 }
 
@@ -321,7 +291,7 @@ pub struct IdentityFetch {
     pub call_id: u32,
     pub started_ms: u64,
     identity: String,
-    slot: u32,
+    pub slot: u32,
 }
 
 /// What the tick needs from the root to fetch: its clock, identity and timings, and a way to
@@ -485,9 +455,5 @@ impl IdentityFetcher {
             }
         }
         None
-    }
-
-    pub fn slot_of(fetch: &IdentityFetch) -> u32 {
-        fetch.slot
     }
 }

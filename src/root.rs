@@ -8,7 +8,7 @@ use log::{error, info, warn};
 use crate::config::{FilterConfig, TokenSourceConfig, TokenSourceKind};
 use crate::host;
 use crate::identity_tokens::{FetchContext, IdentityFetch, IdentityFetcher, IdentityTokens};
-use crate::local_token::Waiter;
+use crate::local_token::{self, Waiter};
 use crate::rbac_gate::RbacGate;
 use crate::vm_state::{TokenRuntime, VmState};
 use crate::metrics::Metrics;
@@ -161,28 +161,53 @@ impl Root {
                 break;
             }
         }
-        match (&result, &stored) {
-            (Ok(fetched), Some(next)) => {
+        match &stored {
+            Some(next) => {
+                if result.is_ok() {
+                    runtime.adopt(next, now_ms);
+                }
+                self.report_fetch(state, "", &result, next, now_ms, latency_ms);
+            }
+            None => {
+                error!("could not record the token fetch result in shared data; the lease will run out and another attempt follows");
+            }
+        }
+    }
+
+    /// Counts and logs a fetch whose result is stored as `next`; when it is a token this worker
+    /// stored (not an older answer that lost to a fresher one), this worker asks what it may do
+    /// (the RBAC self-check, once per generation). `subject` says whose token it is in the logs.
+    fn report_fetch(
+        &mut self,
+        state: &VmState,
+        subject: &str,
+        result: &Result<crate::token::FetchedToken, FetchError>,
+        next: &SharedState,
+        now_ms: u64,
+        latency_ms: Option<u64>,
+    ) {
+        let Some(source) = &state.config.token_source else {
+            return;
+        };
+        match result {
+            Ok(fetched) => {
                 self.metrics.fetch_succeeded(latency_ms.unwrap_or(0));
                 info!(
-                    "token fetched from {} (expires in {} s, expiry from {:?}, generation {})",
+                    "token{subject} fetched from {} (expires in {} s, expiry from {:?}, generation {})",
                     source.type_name(),
                     fetched.expires_at_ms.saturating_sub(now_ms) / 1000,
                     fetched.expiry_source,
                     next.generation
                 );
-                runtime.adopt(next, now_ms);
-                // A token this worker stored (not an older answer that lost to a fresher one):
-                // this worker asks what it may do.
                 if next.token.as_deref() == Some(fetched.token.as_str()) {
                     let authorization = format!("Bearer {}", fetched.token);
                     self.rbac.start(state, next.generation, &authorization, now_ms);
                 }
             }
-            (Err(error), Some(next)) => {
+            Err(error) => {
                 self.metrics.fetch_failed(error.failure, latency_ms);
                 warn!(
-                    "token fetch from {} failed ({}): {}; attempt {}, next try in {} ms{}",
+                    "token fetch{subject} from {} failed ({}): {}; attempt {}, next try in {} ms{}",
                     source.type_name(),
                     error.failure.as_str(),
                     error.detail,
@@ -194,9 +219,6 @@ impl Root {
                         ", requests get 503 token_unavailable until a token arrives"
                     }
                 );
-            }
-            (_, None) => {
-                error!("could not record the token fetch result in shared data; the lease will run out and another attempt follows");
             }
         }
     }
@@ -217,17 +239,7 @@ impl Root {
             return;
         }
         let authorization = runtime.authorization(now_ms);
-        let waiters: Vec<Waiter> = {
-            let mut all = runtime.waiters.borrow_mut();
-            if authorization.is_some() {
-                std::mem::take(&mut *all)
-            } else {
-                let (due, keep): (Vec<Waiter>, Vec<Waiter>) =
-                    all.drain(..).partition(|w| now_ms >= w.deadline_ms);
-                *all = keep;
-                due
-            }
-        };
+        let waiters = local_token::take_due(&mut runtime.waiters.borrow_mut(), authorization.is_some(), now_ms);
         self.release(waiters, authorization.as_deref());
     }
 
@@ -282,12 +294,11 @@ impl Root {
             .forget_lost(now_ms, source.timeout.as_millis() as u64);
         let credentials = &self.credentials;
         let mut dispatch = || send_token_request(source, credentials);
-        let metrics = Rc::clone(&self.metrics);
         let mut ctx = FetchContext {
             now_ms,
             me: self.worker_id,
             timing,
-            metrics: &metrics,
+            metrics: &self.metrics,
             dispatch: &mut dispatch,
         };
         let failed = self.identity_fetcher.on_tick(tokens, &mut ctx);
@@ -318,36 +329,17 @@ impl Root {
         };
         let timing = Self::timing(source);
         let jitter = self.rng.next_unit();
-        let slot = IdentityFetcher::slot_of(fetch);
         let stored =
             IdentityFetcher::finish(tokens, fetch, &result, now_ms, self.worker_id, &timing, jitter);
-        match (&result, &stored) {
-            (Ok(fetched), Some(next)) => {
-                self.metrics.fetch_succeeded(latency_ms.unwrap_or(0));
-                info!(
-                    "token for identity slot {slot} fetched from {} (expires in {} s, generation {})",
-                    source.type_name(),
-                    fetched.expires_at_ms.saturating_sub(now_ms) / 1000,
-                    next.token.generation
-                );
-                if next.token.token.as_deref() == Some(fetched.token.as_str()) {
-                    let authorization = format!("Bearer {}", fetched.token);
-                    self.rbac.start(state, next.token.generation, &authorization, now_ms);
-                }
+        match (&stored, &result) {
+            (Some(next), _) => {
+                let subject = format!(" for identity slot {}", fetch.slot);
+                self.report_fetch(state, &subject, &result, &next.token, now_ms, latency_ms);
             }
-            (Err(error), Some(next)) => {
-                self.metrics.fetch_failed(error.failure, latency_ms);
-                warn!(
-                    "token fetch for identity slot {slot} from {} failed ({}): {}; attempt {}, next try in {} ms",
-                    source.type_name(),
-                    error.failure.as_str(),
-                    error.detail,
-                    next.token.consecutive_failures,
-                    next.token.retry_at_ms.saturating_sub(now_ms),
-                );
-            }
-            (Ok(_), None) => self.metrics.fetch_succeeded(latency_ms.unwrap_or(0)),
-            (Err(error), None) => self.metrics.fetch_failed(error.failure, latency_ms),
+            // Not stored: the slot went to another identity meanwhile (`finish` logs that), or
+            // shared data refused the write (the lease runs out and another attempt follows).
+            (None, Ok(_)) => self.metrics.fetch_succeeded(latency_ms.unwrap_or(0)),
+            (None, Err(error)) => self.metrics.fetch_failed(error.failure, latency_ms),
         }
     }
 }
@@ -514,13 +506,8 @@ impl Root {
         if runtime.waiters.borrow().is_empty() {
             return;
         }
-        let before = runtime.waiters.borrow().len();
-        runtime
-            .waiters
-            .borrow_mut()
-            .retain(|waiter| host::set_effective_context(waiter.context_id).is_ok());
+        let gone = local_token::drop_gone(&mut runtime.waiters.borrow_mut());
         let _ = host::set_effective_context(self.context_id);
-        let gone = before - runtime.waiters.borrow().len();
         for _ in 0..gone {
             self.metrics.left_queue(false);
         }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use crate::config::FilterConfig;
 use crate::host;
 use crate::identity_tokens::IdentityTokens;
-use crate::local_token::{LocalToken, Waiter};
+use crate::local_token::{self, LocalToken, Waiter};
 use crate::metrics::Metrics;
 use crate::rbac_gate::RbacGate;
 use crate::token::state::SharedState;
@@ -65,47 +65,24 @@ impl TokenRuntime {
     /// Recomputes [`TokenRuntime::usable_authorization`] for the time until the next tick.
     pub(crate) fn refresh_usable(&self, now_ms: u64) {
         let ahead = self.retire_ahead_ms.get();
-        *self.usable.borrow_mut() = self
-            .local
-            .borrow()
-            .as_ref()
-            .filter(|local| now_ms.saturating_add(ahead) < local.usable_until_ms)
-            .map(|local| Rc::clone(&local.authorization));
+        *self.usable.borrow_mut() = self.local.borrow().as_ref().and_then(|local| local.usable_for(now_ms, ahead));
     }
 
     /// The `Authorization` value to inject now, if a usable token exists. Falls back to the shared
     /// copy when this worker's copy went stale between ticks. For the tick and fetch answers.
     pub(crate) fn authorization(&self, now_ms: u64) -> Option<Rc<str>> {
-        if let Some(local) = self.local.borrow().as_ref() {
-            if now_ms < local.usable_until_ms {
-                return Some(Rc::clone(&local.authorization));
-            }
+        let usable_now = |local: &Option<LocalToken>| local.as_ref().and_then(|local| local.usable_for(now_ms, 0));
+        if let Some(authorization) = usable_now(&self.local.borrow()) {
+            return Some(authorization);
         }
         let (bytes, _) = host::get_shared_data(&self.key).ok().flatten()?;
-        let state = SharedState::decode(&bytes);
-        self.adopt(&state, now_ms);
+        self.adopt(&SharedState::decode(&bytes), now_ms);
         let local = self.local.borrow();
-        local
-            .as_ref()
-            .filter(|local| now_ms < local.usable_until_ms)
-            .map(|local| Rc::clone(&local.authorization))
+        usable_now(&local)
     }
 
     pub(crate) fn adopt(&self, state: &SharedState, now_ms: u64) {
-        let mut local = self.local.borrow_mut();
-        let current = local.as_ref().map(|l| l.generation);
-        match state.usable_token(now_ms) {
-            Some(token) if current != Some(state.generation) => {
-                *local = Some(LocalToken {
-                    generation: state.generation,
-                    authorization: Rc::from(format!("Bearer {token}")),
-                    usable_until_ms: state.usable_until_ms,
-                });
-            }
-            Some(_) => {}
-            None => *local = None,
-        }
-        drop(local);
+        local_token::adopt(&mut self.local.borrow_mut(), state, now_ms);
         self.refresh_usable(now_ms);
     }
 }
