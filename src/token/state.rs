@@ -146,4 +146,4 @@ pub fn backoff_ms(failures: u32, timing: &Timing, jitter: f64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -15,6 +15,19 @@ const BAD: &str = r#"{"identity":{"preset":"oauth2-proxy","max_groups":0}}"#;
 const FIELD_ERROR: &str =
     "invalid plugin configuration: field `identity.max_groups`: must be between 1 and 1000 (got 0)";
 
+/// Envoy rejected the first LDS update, with the field-named error, and the filter counted one
+/// rejected configuration.
+fn assert_first_reload_rejected(envoy: &Envoy) {
+    assert_eq!(
+        envoy.wait_for_stat("listener_manager.lds.update_rejected", 1, Duration::from_secs(10)),
+        Some(1),
+        "{}",
+        envoy.log()
+    );
+    assert!(envoy.wait_for_log(FIELD_ERROR, Duration::from_secs(5)), "{}", envoy.log());
+    assert_eq!(stat(envoy, "config_rejected_total"), 1);
+}
+
 #[test]
 fn invalid_configuration_at_start_keeps_envoy_from_serving() {
     let upstream = EchoUpstream::start();
@@ -109,14 +122,7 @@ fn invalid_configuration_on_live_reload_is_rejected_and_the_good_one_keeps_servi
     assert_ne!(bad_lds, good_lds, "the LDS file embeds {escaped_good}");
     replace_atomically(&lds_path, &bad_lds);
 
-    assert_eq!(
-        envoy.wait_for_stat("listener_manager.lds.update_rejected", 1, Duration::from_secs(10)),
-        Some(1),
-        "{}",
-        envoy.log()
-    );
-    assert!(envoy.wait_for_log(FIELD_ERROR, Duration::from_secs(5)), "{}", envoy.log());
-    assert_eq!(stat(&envoy, "config_rejected_total"), 1);
+    assert_first_reload_rejected(&envoy);
 
     // The listener still runs the last good configuration: identity mapped, spoofing dropped.
     upstream.clear();
@@ -300,14 +306,7 @@ fn a_rejected_reload_of_one_configuration_sharing_a_vm_keeps_every_last_good_one
 
     let good_lds = std::fs::read_to_string(&lds_path).unwrap();
     replace_atomically(&lds_path, &with_plugin_config(&good_lds, 1, OTHER_BAD));
-    assert_eq!(
-        envoy.wait_for_stat("listener_manager.lds.update_rejected", 1, Duration::from_secs(10)),
-        Some(1),
-        "{}",
-        envoy.log()
-    );
-    assert!(envoy.wait_for_log(FIELD_ERROR, Duration::from_secs(5)), "{}", envoy.log());
-    assert_eq!(stat(&envoy, "config_rejected_total"), 1);
+    assert_first_reload_rejected(&envoy);
     assert_eq!(mapped_user(&upstream, ports[0], &oauth2_proxy_user()).as_deref(), Some("alice"), "the other configuration is untouched");
     assert_eq!(mapped_user(&upstream, ports[1], &authentik_user()).as_deref(), Some("bob"), "the last good configuration serves");
     assert_refused(&harness::client::send(port(ports[1]), &ClientRequest::get("/")).unwrap(), 401, "identity_missing");

@@ -237,10 +237,8 @@ fn full_impersonation_with_jwt_identity() {
         impersonation_headers(&seen),
         vec![pair("impersonate-user", "dana@example.com"), pair("impersonate-group", "ops")]
     );
-    let authorization = text_values(&seen, "authorization");
-    assert_eq!(authorization.len(), 1, "{authorization:?}");
-    let sa_token = authorization[0].strip_prefix("Bearer ").expect("a bearer");
-    assert!(tokens.is_valid_now(sa_token), "the issued ServiceAccount token, not the user's JWT");
+    let sa_token = bearer_of(&seen);
+    assert!(tokens.is_valid_now(&sa_token), "the issued ServiceAccount token, not the user's JWT");
     assert_ne!(sa_token, token);
     assert_eq!(tokens.count(), 1);
 

@@ -10,13 +10,14 @@
 
 use crate::common;
 
-use common::chain::{full_config, TOKEN_CLUSTER};
+use common::chain::full_config;
+use common::tokens::injected_config;
 use common::send;
 use harness::apiserver::{ApiServerStandIn, ImpersonationRules, NamespaceAccess, Subject};
 use harness::kiali::KialiStandIn;
 use harness::kiali_cache::{self, NamespaceCacheConfig};
 use harness::bootstrap_token::BootstrapToken;
-use harness::{ClientRequest, Envoy, EnvoyConfig, Filter, TokenService};
+use harness::{ClientRequest, Envoy, TokenService};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -100,11 +101,7 @@ impl CacheChain {
         let apiserver = ApiServerStandIn::start_with_namespaces(rules, kiali_cache::authenticator(), access())
             .expect("start the API server stand-in");
         let kiali = KialiStandIn::start_with_namespaces(apiserver.addr(), cache).expect("start the Kiali stand-in");
-        let config = EnvoyConfig::proxy(kiali.addr())
-            .token_cluster(TOKEN_CLUSTER, tokens.addr())
-            .bootstrap_credential(TOKEN_CLUSTER, &bootstrap)
-            .add_filter(Filter::wasm(plugin_config));
-        let envoy = Envoy::start(&config);
+        let envoy = Envoy::start(&injected_config(plugin_config, tokens.addr(), &bootstrap, 1, kiali.addr()));
         CacheChain { envoy, kiali, _apiserver: apiserver, _tokens: tokens, _bootstrap: bootstrap, _dir: dir }
     }
 

@@ -9,11 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::tokens::{start_injected, TokenSetup, TOKEN_CLUSTER};
 use common::*;
-use harness::bootstrap_token::BootstrapToken;
-use harness::{Behavior, ClientRequest, EchoUpstream, Envoy, EnvoyConfig, TokenService};
-
-const TOKEN_CLUSTER: &str = "outbound|443||kubernetes.default.svc.cluster.local";
+use harness::{Behavior, ClientRequest, EchoUpstream, Envoy, TokenService};
 
 fn config(extra: &str) -> String {
     format!(
@@ -25,29 +23,12 @@ fn config(extra: &str) -> String {
     )
 }
 
-struct Setup {
-    upstream: EchoUpstream,
-    tokens: TokenService,
-    envoy: Envoy,
-    _bootstrap: BootstrapToken,
-    _dir: tempfile::TempDir,
-}
-
-fn start(plugin_config: &str, lifetime: Duration, workers: u32) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = BootstrapToken::create(dir.path()).unwrap();
+/// Envoy with the filter as users deploy it (the credential injector, `common::tokens`), the
+/// token service issuing tokens of `lifetime`.
+fn start(plugin_config: &str, lifetime: Duration, workers: u32) -> TokenSetup {
     let tokens = TokenService::start();
-    tokens.set_required_bearer(Some(bootstrap.current()));
     tokens.set_behavior(Behavior::Issue { lifetime });
-    let upstream = EchoUpstream::start();
-    let envoy = Envoy::start(
-        &EnvoyConfig::proxy(upstream.addr())
-            .concurrency(workers)
-            .token_cluster(TOKEN_CLUSTER, tokens.addr())
-            .bootstrap_credential(TOKEN_CLUSTER, &bootstrap)
-            .filter(wasm_filter(plugin_config)),
-    );
-    Setup { upstream, tokens, envoy, _bootstrap: bootstrap, _dir: dir }
+    start_injected(plugin_config, tokens, workers)
 }
 
 fn request(user: &str, groups: &str) -> ClientRequest {
@@ -55,12 +36,6 @@ fn request(user: &str, groups: &str) -> ClientRequest {
         .header("X-Forwarded-User", user)
         .header("X-Forwarded-Groups", groups)
         .header("Authorization", "Bearer client-chosen")
-}
-
-fn bearer_of(request: &harness::RawRequest) -> String {
-    let values = text_values(request, "authorization");
-    assert_eq!(values.len(), 1, "exactly one Authorization: {values:?}");
-    values[0].strip_prefix("Bearer ").expect("a bearer").to_string()
 }
 
 /// (user, groups) -> the bearers the upstream saw for that identity.

@@ -157,11 +157,9 @@ fn soak(token_source_extra: &str) {
         let user = expected
             .get(&seq)
             .unwrap_or_else(|| panic!("the upstream got request {seq} that the client did not see answered 200"));
-        let authorization = text_values(request, "authorization");
-        assert_eq!(authorization.len(), 1);
-        let token = authorization[0].strip_prefix("Bearer ").expect("bearer");
+        let token = bearer_of(request);
         assert!(
-            tokens.is_valid_at(token, request.received_at),
+            tokens.is_valid_at(&token, request.received_at),
             "request {seq} carried an expired or unknown token"
         );
         let impersonation = impersonation_headers(request);
@@ -171,7 +169,7 @@ fn soak(token_source_extra: &str) {
             "a client-supplied impersonation header arrived: {impersonation:?}"
         );
         assert_eq!(impersonation.len(), 3, "user and two groups: {impersonation:?}");
-        users_of_bearer.entry(token.to_string()).or_default().insert(user.clone());
+        users_of_bearer.entry(token).or_default().insert(user.clone());
         checked += 1;
     }
 

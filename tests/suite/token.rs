@@ -41,15 +41,6 @@ fn user(name: &str) -> ClientRequest {
         .header("X-Forwarded-Groups", "dev")
 }
 
-fn bearer_of(request: &harness::RawRequest) -> String {
-    let values = text_values(request, "authorization");
-    assert_eq!(values.len(), 1, "exactly one Authorization: {values:?}");
-    values[0]
-        .strip_prefix("Bearer ")
-        .unwrap_or_else(|| panic!("not a bearer: {}", values[0]))
-        .to_string()
-}
-
 #[test]
 fn injects_the_issued_token_and_sends_a_proper_token_request() {
     let s = start(&k8s_config(""), token_service(Behavior::default()), 2);

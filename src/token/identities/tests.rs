@@ -1,21 +1,6 @@
 use super::*;
-use crate::token::{ExpirySource, FetchedToken};
-
-const TIMING: Timing = Timing {
-    timeout_ms: 2000,
-    retry_initial_ms: 500,
-    retry_max_ms: 30_000,
-};
-const A: u64 = 11;
-const B: u64 = 22;
-
-fn fetched(token: &str, expires_at_ms: u64) -> FetchedToken {
-    FetchedToken {
-        token: token.into(),
-        expires_at_ms,
-        expiry_source: ExpirySource::Response,
-    }
-}
+// The shared token's test timings, workers and fetched tokens: a slot holds the same state.
+use crate::token::state::tests::{fetched, A, B, TIMING};
 
 fn adds<'a>(lines: &[(&'a str, &'a str)]) -> Vec<(&'a str, Cow<'a, str>)> {
     lines.iter().map(|(name, value)| (*name, Cow::Borrowed(*value))).collect()

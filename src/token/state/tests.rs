@@ -1,15 +1,15 @@
 use super::*;
 use crate::token::{ExpirySource, FetchedToken};
 
-const TIMING: Timing = Timing {
+pub(crate) const TIMING: Timing = Timing {
     timeout_ms: 2000,
     retry_initial_ms: 500,
     retry_max_ms: 30_000,
 };
-const A: u64 = 11;
-const B: u64 = 22;
+pub(crate) const A: u64 = 11;
+pub(crate) const B: u64 = 22;
 
-fn fetched(token: &str, expires_at_ms: u64) -> FetchedToken {
+pub(crate) fn fetched(token: &str, expires_at_ms: u64) -> FetchedToken {
     FetchedToken {
         token: token.into(),
         expires_at_ms,

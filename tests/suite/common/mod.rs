@@ -51,6 +51,17 @@ pub fn text_values(request: &RawRequest, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The bearer of the one `Authorization` line a forwarded request carries (fails the test on
+/// none, several, or another scheme).
+pub fn bearer_of(request: &RawRequest) -> String {
+    let values = text_values(request, "authorization");
+    assert_eq!(values.len(), 1, "exactly one Authorization: {values:?}");
+    values[0]
+        .strip_prefix("Bearer ")
+        .unwrap_or_else(|| panic!("not a bearer: {}", values[0]))
+        .to_string()
+}
+
 pub fn impersonation_headers(request: &RawRequest) -> Vec<(String, String)> {
     request
         .headers
